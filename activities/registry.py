@@ -1,0 +1,154 @@
+"""The registry in PostgreSQL: agencies, enforcement units, contacts and callback endpoints."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+
+import asyncpg
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from schemas.registry import AgencyEntry, Party, RegistryFile, UnitEntry
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@dataclass
+class LoadReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"新增 added {len(self.added)}, 更新 updated {len(self.updated)}, "
+            f"未变 unchanged {len(self.unchanged)}"
+        )
+
+
+class LookupPartiesInput(BaseModel):
+    codes: list[str]
+
+
+class LookupPartiesOutput(BaseModel):
+    found: dict[str, Party]
+    missing: list[str]
+
+
+_COLUMNS = "code, kind, name, level, category, leader, liaison, callback_url, callback_enabled, active"
+
+
+def _party(row: asyncpg.Record) -> Party:
+    return Party(**{k: row[k] for k in _COLUMNS.split(", ")})
+
+
+class RegistryStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def load(self, registry: RegistryFile) -> LoadReport:
+        """Upsert every entry in one transaction; a failure writes nothing."""
+        report = LoadReport()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO registry_meta (key, value) VALUES ('county', $1) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                registry.county,
+            )
+            entries: list[tuple[str, AgencyEntry | UnitEntry]] = [
+                ("agency", a) for a in registry.agencies
+            ] + [("unit", u) for u in registry.units]
+            for kind, entry in entries:
+                outcome = await self._upsert(conn, kind, entry)
+                getattr(report, outcome).append(str(entry.code))
+        return report
+
+    async def _upsert(self, conn: asyncpg.Connection, kind: str, e: AgencyEntry | UnitEntry) -> str:
+        code = str(e.code)
+        old = await conn.fetchrow("SELECT * FROM parties WHERE code = $1 FOR UPDATE", code)
+        url = str(e.callback.url) if e.callback else None
+        secret = (e.callback.secret if e.callback else None) or (
+            old["callback_secret"] if old and old["callback_secret"] else (new_secret() if url else None)
+        )
+        values = {
+            "kind": kind,
+            "name": e.name,
+            "level": getattr(e, "level", None),
+            "category": getattr(e, "category", None),
+            "leader": e.leader.model_dump(),
+            "liaison": e.liaison.model_dump(),
+            "callback_url": url,
+            "callback_secret": secret,
+            "active": getattr(e, "active", True),
+        }
+        if old is None:
+            await conn.execute(
+                "INSERT INTO parties (code, kind, name, level, category, leader, liaison, "
+                "callback_url, callback_secret, active) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                code, *values.values(),
+            )
+            return "added"
+        if all(old[k] == v for k, v in values.items()):
+            return "unchanged"
+        await conn.execute(
+            "UPDATE parties SET kind=$2, name=$3, level=$4, category=$5, leader=$6, liaison=$7, "
+            "callback_url=$8, callback_secret=$9, active=$10, updated_at=now(), "
+            "callback_enabled = CASE WHEN callback_url IS DISTINCT FROM $8 THEN true "
+            "ELSE callback_enabled END WHERE code=$1",
+            code, *values.values(),
+        )
+        return "updated"
+
+    async def list(self, kind: str | None = None) -> list[Party]:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM parties WHERE ($1::text IS NULL OR kind = $1) "
+            "ORDER BY kind, code",
+            kind,
+        )
+        return [_party(r) for r in rows]
+
+    async def get(self, code: str) -> Party | None:
+        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM parties WHERE code = $1", code)
+        return _party(row) if row else None
+
+    async def county_name(self) -> str:
+        return await self.pool.fetchval("SELECT value FROM registry_meta WHERE key='county'") or ""
+
+    async def set_endpoint(self, code: str, url: str, secret: str | None) -> str:
+        """Point CODE's callbacks at URL; returns the secret (generated when none is given)."""
+        secret = secret or new_secret()
+        done = await self.pool.execute(
+            "UPDATE parties SET callback_url=$2, callback_secret=$3, callback_enabled=true, "
+            "disabled_reason=NULL, updated_at=now() WHERE code=$1",
+            code, url, secret,
+        )
+        if done.endswith(" 0"):
+            raise KeyError(code)
+        return secret
+
+    # --- activities -------------------------------------------------------------------------
+
+    @activity.defn(name="registry.lookup_parties")
+    async def lookup_parties(self, req: LookupPartiesInput) -> LookupPartiesOutput:
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMNS} FROM parties WHERE code = ANY($1::text[])", req.codes
+        )
+        found = {r["code"]: _party(r) for r in rows}
+        return LookupPartiesOutput(found=found, missing=[c for c in req.codes if c not in found])
+
+    @activity.defn(name="registry.require_parties")
+    async def require_parties(self, req: LookupPartiesInput) -> LookupPartiesOutput:
+        """Like lookup_parties, but an unknown code is a business error (never retried)."""
+        out = await self.lookup_parties(req)
+        if out.missing:
+            raise ApplicationError(
+                f"登记册中没有这些代码 / unknown registry codes: {', '.join(out.missing)}",
+                type="UnknownParty",
+                non_retryable=True,
+            )
+        return out

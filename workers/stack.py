@@ -1,0 +1,86 @@
+"""`ducha up`: the whole service on one machine, in one foreground process tree.
+
+Children (PostgreSQL, Temporal dev server + Web UI, demo callback receiver) are started in order,
+the worker runs in this process, and SIGINT/SIGTERM stops everything in reverse order.
+Data lives under DUCHA_DATA_DIR (default `.data/`), so a second `ducha up` finds it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import structlog
+
+from workers.embedded import EmbeddedPostgres, TemporalDevServer, stop_process, wait_for_port
+from workers.logging import configure_logging
+from workers.settings import Settings
+
+log = structlog.get_logger("ducha.up")
+
+
+def _ducha(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "ducha"), *args]
+
+
+def run_stack(s: Settings) -> int:
+    configure_logging(s.log_format, s.log_level)
+    data_dir = Path(s.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    # Everything started below is stopped when this block exits, in reverse order.
+    with ExitStack() as children:
+        if s.embedded_postgres:
+            pg = EmbeddedPostgres(data_dir / "pg", s.pg_port)
+            pg.start()
+            children.callback(pg.stop)
+            log.info("PostgreSQL started", url=pg.url, data=str(pg.pgdata))
+        host, _, port = s.temporal_address.rpartition(":")
+        temporal = TemporalDevServer(
+            data_dir / "temporal.db", port=int(port), ui_port=s.ui_port, namespace=s.namespace
+        )
+        temporal.start(log_file=logs / "temporal.log")
+        children.callback(temporal.stop)
+        log.info("Temporal dev server started", grpc=temporal.address, db=str(temporal.db_file))
+
+        receiver = subprocess.Popen(
+            _ducha("receiver", "--port", str(s.receiver_port)),
+            start_new_session=True,
+        )
+        children.callback(stop_process, receiver)
+        wait_for_port("127.0.0.1", s.receiver_port, 30, receiver)
+
+        try:
+            asyncio.run(_serve(s))
+        except KeyboardInterrupt:
+            pass
+        log.info("stopping children")
+    print("法治督察 stopped; data kept in", data_dir, flush=True)
+    return 0
+
+
+async def _serve(s: Settings) -> None:
+    from workers.bootstrap import bootstrap
+    from workers.worker import run_worker
+
+    await bootstrap(s)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    host = "127.0.0.1"
+    print(
+        "\n法治督察 fazhi-ducha is up\n"
+        f"  Temporal Web UI   http://{host}:{s.ui_port}/namespaces/{s.namespace}/workflows\n"
+        f"  Temporal gRPC     {s.temporal_address}  (namespace {s.namespace}, task queue {s.task_queue})\n"
+        f"  PostgreSQL        {s.postgres_url}\n"
+        f"  Demo receiver     http://{host}:{s.receiver_port}/hooks/<code>\n"
+        "  Stop with Ctrl-C; data stays under " + str(s.data_dir) + "\n",
+        flush=True,
+    )
+    await run_worker(s, stop)

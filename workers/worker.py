@@ -1,0 +1,66 @@
+"""The worker: every workflow and activity of the project on task queue `ducha`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import asyncpg
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import build_activities
+from workers.client import connect
+from workers.db import create_pool
+from workers.log_context import LogContextInterceptor
+from workers.settings import Settings
+from workflows import ALL_WORKFLOWS
+
+log = structlog.get_logger(__name__)
+
+
+def build_worker(
+    client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    activities: Sequence | None = None,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=activities if activities is not None else build_activities(pool, settings),
+        interceptors=[LogContextInterceptor()],
+        max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set, or SIGINT/SIGTERM when no event is given."""
+    stop = stop or _stop_on_signals()
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.postgres_url)
+        stack.push_async_callback(pool.close)
+        client = await connect(settings, metrics_port=settings.metrics_port)
+        worker = build_worker(client, pool, settings)
+        log.info("worker started", task_queue=settings.task_queue, metrics_port=settings.metrics_port or None)
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping")
+    log.info("worker stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
