@@ -27,4 +27,4 @@ AGENCY_NAMES: dict[AgencyCode, str] = {
 
 # Unit codes, problem numbers and clue numbers share this shape: safe in IDs and search attributes.
 CODE_PATTERN = r"^[a-z][a-z0-9_]{1,39}$"
-NUMBER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
+NUMBER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"

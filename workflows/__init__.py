@@ -1,3 +1,6 @@
 """Workflow classes; the worker registers ALL_WORKFLOWS."""
 
-ALL_WORKFLOWS: list[type] = []
+from workflows.clue_digest import MonthlyClueDigest
+from workflows.clue_transfer import ClueTransfer
+
+ALL_WORKFLOWS: list[type] = [ClueTransfer, MonthlyClueDigest]

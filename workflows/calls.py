@@ -1,0 +1,52 @@
+"""Typed, workflow-safe calls to the project's activities, with one timeout/retry policy.
+
+Activities are called by name so workflow modules import no I/O code. Business failures from
+activities are non-retryable ApplicationErrors; everything else (database restarts, network)
+is retried with backoff for as long as it takes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.registry import LookupPartiesInput, LookupPartiesOutput
+    from schemas.calendar import DeadlinePlan, DeadlineRequest
+    from schemas.events import PublishEvent, PublishResult
+    from schemas.ledger import RecordClue
+
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(minutes=1))
+TIMEOUT = timedelta(seconds=30)
+
+
+async def require_parties(codes: list[str]) -> LookupPartiesOutput:
+    return await workflow.execute_activity(
+        "registry.require_parties", LookupPartiesInput(codes=codes),
+        result_type=LookupPartiesOutput, start_to_close_timeout=TIMEOUT, retry_policy=RETRY,
+        summary="核对登记册",
+    )
+
+
+async def plan_deadline(req: DeadlineRequest, summary: str) -> DeadlinePlan:
+    return await workflow.execute_activity(
+        "calendar.plan_deadline", req, result_type=DeadlinePlan,
+        start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=summary,
+    )
+
+
+async def publish(event: PublishEvent) -> PublishResult:
+    return await workflow.execute_activity(
+        "callbacks.publish", event, result_type=PublishResult,
+        start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=f"通知 {event.type}",
+    )
+
+
+async def record_clue(req: RecordClue) -> bool:
+    return await workflow.execute_activity(
+        "ledger.record_clue", req, result_type=bool,
+        start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=f"台账 {req.event.event}",
+    )
