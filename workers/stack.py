@@ -8,6 +8,7 @@ Data lives under DUCHA_DATA_DIR (default `.data/`), so a second `ducha up` finds
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -29,6 +30,9 @@ def _ducha(*args: str) -> list[str]:
 
 def run_stack(s: Settings) -> int:
     configure_logging(s.log_format, s.log_level)
+    if not s.callback_allowlist:
+        # The demo registry points every endpoint at the local demo receiver.
+        s.callback_allowlist = ["127.0.0.1", "localhost"]
     data_dir = Path(s.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
@@ -50,6 +54,7 @@ def run_stack(s: Settings) -> int:
 
         receiver = subprocess.Popen(
             _ducha("receiver", "--port", str(s.receiver_port)),
+            env={**os.environ, "DUCHA_DATABASE_URL": s.postgres_url},
             start_new_session=True,
         )
         children.callback(stop_process, receiver)
@@ -69,6 +74,11 @@ async def _serve(s: Settings) -> None:
     from workers.worker import run_worker
 
     await bootstrap(s)
+    from workers.client import connect
+    from workers.schedules import sync
+
+    for schedule_id, outcome in await sync(await connect(s), s):
+        log.info("schedule", schedule_id=schedule_id, outcome=outcome)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,101 @@
+"""End to end: `ducha up` as a subprocess, as an operator runs it (`make up`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from workers.embedded import free_port, port_is_open, temporal_cli_path, wait_for_port
+from workflows.search_attributes import CLI_TYPES
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+
+
+def _env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCHA_")}
+    env.update(
+        DUCHA_DATA_DIR=str(data_dir),
+        DUCHA_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['grpc']}",
+        DUCHA_UI_PORT=str(ports["ui"]),
+        DUCHA_PG_PORT=str(ports["pg"]),
+        DUCHA_RECEIVER_PORT=str(ports["receiver"]),
+        DUCHA_CODEC_PORT=str(ports["codec"]),
+    )
+    return env
+
+
+def _start(env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "ducha"), "up"], env=env, stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(90)
+
+
+def _leftovers(data_dir: Path) -> list[str]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if str(data_dir) in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_up_serves_ui_registers_attributes_and_stops_cleanly(tmp_path):
+    data_dir = tmp_path / "data"
+    ports = {k: free_port() for k in ("grpc", "ui", "pg", "receiver", "codec")}
+    env = _env(data_dir, ports)
+    log = tmp_path / "up.log"
+    proc = _start(env, log)
+    try:
+        wait_for_port("127.0.0.1", ports["grpc"], 120, proc)
+        wait_for_port("127.0.0.1", ports["ui"], 120, proc)
+        # wait for the banner: bootstrap done and worker running
+        deadline = time.monotonic() + 120
+        while "is up" not in log.read_text(errors="replace"):
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.5)
+        attrs = subprocess.run(
+            [temporal_cli_path(), "operator", "search-attribute", "list",
+             "--address", f"127.0.0.1:{ports['grpc']}", "-o", "json"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        for name in CLI_TYPES:
+            assert name in attrs
+        listing = subprocess.run([str(BIN / "ducha"), "registry", "list", "--json"], env=env,
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+        registry = json.loads(listing)
+        assert len(registry["agencies"]) == 8 and len(registry["units"]) >= 20
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, log.read_text(errors="replace")
+    for port in ports.values():
+        assert not port_is_open("127.0.0.1", port), f"port {port} still open after Ctrl-C"
+    assert _leftovers(data_dir) == []
+
+    # A second `ducha up` reuses the data: the registry is there before any load.
+    proc = _start(env, log)
+    try:
+        wait_for_port("127.0.0.1", ports["grpc"], 120, proc)
+        deadline = time.monotonic() + 120
+        while log.read_text(errors="replace").count("is up") < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.5)
+        assert (data_dir / "pg" / "PG_VERSION").exists() and (data_dir / "temporal.db").exists()
+        second_boot = log.read_text(errors="replace").split("is up")[1]
+        assert "added 0," in second_boot, second_boot
+    finally:
+        _stop(proc)
+    assert _leftovers(data_dir) == []
