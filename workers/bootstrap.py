@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import structlog
 
+from activities.calendar import CalendarActivities
 from activities.registry import RegistryStore
 from schemas.registry import RegistryFile
 from workers.db import create_pool
@@ -24,5 +25,7 @@ async def bootstrap(s: Settings) -> None:
             registry = load_yaml_model(s.registry_file, RegistryFile)
             report = await RegistryStore(pool).load(registry)
             log.info("registry loaded", file=str(s.registry_file), result=report.summary())
+        # Official holiday schedules (data/calendar/*.yaml); unchanged years are not rewritten.
+        await CalendarActivities(pool, s).load_dir(s.calendar_dir)
     finally:
         await pool.close()
