@@ -6,12 +6,30 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncpg
+    import httpx
+    from temporalio.client import Client
 
     from workers.settings import Settings
 
 
-def build_activities(pool: asyncpg.Pool, settings: Settings) -> list:
+def build_activities(
+    pool: asyncpg.Pool, settings: Settings, client: Client, http: httpx.AsyncClient
+) -> list:
+    """Every activity of the project, bound to one pool, one Temporal client and one HTTP client."""
+    from activities.calendar import CalendarActivities
+    from activities.callbacks import CallbackActivities
+    from activities.ledger import LedgerActivities
     from activities.registry import RegistryStore
 
     registry = RegistryStore(pool)
-    return [registry.lookup_parties, registry.require_parties]
+    calendar = CalendarActivities(pool, settings)
+    ledger = LedgerActivities(pool)
+    callbacks = CallbackActivities(pool, settings, client, http)
+    return [
+        registry.lookup_parties,
+        registry.require_parties,
+        calendar.plan_deadline,
+        ledger.record_clue,
+        ledger.routine_clues_due,
+        *callbacks.activity_methods(),
+    ]

@@ -49,6 +49,9 @@ class DeadlineView(BaseModel):
     name: str
     due_on: date
     due_at: datetime
+    remind_at: datetime
+    escalate_on: date
+    escalate_at: datetime
     provisional: bool
     reminded: bool
     overdue: bool

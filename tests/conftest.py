@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -59,6 +60,12 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     path = shutil.which("temporal-test-server") or str(Path(temporal_cli_path()).with_name("temporal-test-server"))
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=path
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: key.indexed_value_type for key in ALL_KEYS},
+        )
     )
     yield env
     await env.shutdown()

@@ -9,11 +9,13 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import asyncpg
+import httpx
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
+from activities.callbacks import make_http_client
 from workers.client import connect
 from workers.db import create_pool
 from workers.log_context import LogContextInterceptor
@@ -27,6 +29,7 @@ def build_worker(
     client: Client,
     pool: asyncpg.Pool,
     settings: Settings,
+    http: httpx.AsyncClient,
     *,
     task_queue: str | None = None,
     activities: Sequence | None = None,
@@ -35,7 +38,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=ALL_WORKFLOWS,
-        activities=activities if activities is not None else build_activities(pool, settings),
+        activities=activities if activities is not None else build_activities(pool, settings, client, http),
         interceptors=[LogContextInterceptor()],
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
@@ -49,8 +52,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     async with AsyncExitStack() as stack:
         pool = await create_pool(settings.postgres_url)
         stack.push_async_callback(pool.close)
+        http = await stack.enter_async_context(make_http_client(settings))
         client = await connect(settings, metrics_port=settings.metrics_port)
-        worker = build_worker(client, pool, settings)
+        worker = build_worker(client, pool, settings, http)
         log.info("worker started", task_queue=settings.task_queue, metrics_port=settings.metrics_port or None)
         async with worker:
             await stop.wait()

@@ -7,10 +7,13 @@ is retried with backoff for as long as it takes.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.registry import LookupPartiesInput, LookupPartiesOutput
@@ -21,21 +24,34 @@ with workflow.unsafe.imports_passed_through():
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1))
 TIMEOUT = timedelta(seconds=30)
+T = TypeVar("T")
+
+
+async def business(call: Awaitable[T]) -> T:
+    """Await an activity; a business refusal from it surfaces with its own clear message
+    (instead of a generic "activity task failed") when it fails the workflow."""
+    try:
+        return await call
+    except ActivityError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.non_retryable:
+            raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from exc
+        raise
 
 
 async def require_parties(codes: list[str]) -> LookupPartiesOutput:
-    return await workflow.execute_activity(
+    return await business(workflow.execute_activity(
         "registry.require_parties", LookupPartiesInput(codes=codes),
         result_type=LookupPartiesOutput, start_to_close_timeout=TIMEOUT, retry_policy=RETRY,
         summary="核对登记册",
-    )
+    ))
 
 
 async def plan_deadline(req: DeadlineRequest, summary: str) -> DeadlinePlan:
-    return await workflow.execute_activity(
+    return await business(workflow.execute_activity(
         "calendar.plan_deadline", req, result_type=DeadlinePlan,
         start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=summary,
-    )
+    ))
 
 
 async def publish(event: PublishEvent) -> PublishResult:
@@ -46,7 +62,7 @@ async def publish(event: PublishEvent) -> PublishResult:
 
 
 async def record_clue(req: RecordClue) -> bool:
-    return await workflow.execute_activity(
+    return await business(workflow.execute_activity(
         "ledger.record_clue", req, result_type=bool,
         start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=f"台账 {req.event.event}",
-    )
+    ))

@@ -484,6 +484,8 @@ class ClueTransfer:
 
 def _view(d: DeadlineState) -> DeadlineView:
     return DeadlineView(name=d.name, due_on=d.plan.due_on, due_at=d.plan.due_at,
+                        remind_at=d.plan.remind_at, escalate_on=d.plan.escalate_on,
+                        escalate_at=d.plan.escalate_at,
                         provisional=d.plan.provisional, reminded=d.reminded, overdue=d.overdue,
                         escalated=d.escalated, met_at=d.met_at, extensions=d.extensions)
 
