@@ -30,6 +30,7 @@ def build_activities(
         registry.require_parties,
         calendar.plan_deadline,
         ledger.record_clue,
+        ledger.record_rectification,
         ledger.routine_clues_due,
         *callbacks.activity_methods(),
     ]

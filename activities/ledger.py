@@ -3,13 +3,40 @@
 from __future__ import annotations
 
 import asyncpg
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from schemas.digest import DigestGroup, DigestGroups, DigestItem, DigestQuery
-from schemas.ledger import ClueSnapshot, LedgerEvent, RecordClue
+from schemas.ledger import (
+    LedgerEvent,
+    RecordClue,
+    RecordRectification,
+)
 
-_CLUE_COLUMNS = list(ClueSnapshot.model_fields)
+
+async def upsert_snapshot(conn: asyncpg.Connection, table: str, key: str, snapshot: BaseModel) -> None:
+    """Insert or replace one snapshot row; columns are the model's fields."""
+    values = snapshot.model_dump()
+    cols = list(values)
+    params = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != key)
+    await conn.execute(
+        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({params}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates}, updated_at = now()",
+        *values.values(),
+    )
+
+
+async def claim_subject(conn: asyncpg.Connection, table: str, key: str, value: str, workflow_id: str) -> None:
+    """Refuse a business number already owned by another workflow (never retried)."""
+    owner = await conn.fetchval(f"SELECT workflow_id FROM {table} WHERE {key} = $1", value)
+    if owner is not None and owner != workflow_id:
+        raise ApplicationError(
+            f"编号 {value} 已由 {owner} 登记 / number already registered by workflow {owner}",
+            type="DuplicateNumber",
+            non_retryable=True,
+        )
 
 
 async def insert_event(conn: asyncpg.Connection, kind: str, subject: str, e: LedgerEvent) -> bool:
@@ -28,32 +55,28 @@ class LedgerActivities:
 
     @activity.defn(name="ledger.record_clue")
     async def record_clue(self, req: RecordClue) -> bool:
-        snap = req.snapshot.model_dump()
-        cols = ", ".join(_CLUE_COLUMNS)
-        params = ", ".join(f"${i}" for i in range(1, len(_CLUE_COLUMNS) + 1))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _CLUE_COLUMNS if c != "clue_no")
+        snap = req.snapshot
         async with self.pool.acquire() as conn, conn.transaction():
-            owner = await conn.fetchval(
-                "SELECT workflow_id FROM clues WHERE clue_no = $1", req.snapshot.clue_no
-            )
-            if owner is not None and owner != req.snapshot.workflow_id:
-                raise ApplicationError(
-                    f"线索编号 {req.snapshot.clue_no} 已由 {owner} 登记 / clue number already "
-                    f"registered by workflow {owner}",
-                    type="DuplicateClue",
-                    non_retryable=True,
-                )
-            new = await insert_event(conn, "clue", req.snapshot.clue_no, req.event)
-            if not new:
+            await claim_subject(conn, "clues", "clue_no", snap.clue_no, snap.workflow_id)
+            if not await insert_event(conn, "clue", snap.clue_no, req.event):
                 return False  # already recorded by an earlier attempt: write nothing twice
-            await conn.execute(
-                f"INSERT INTO clues ({cols}) VALUES ({params}) "
-                f"ON CONFLICT (clue_no) DO UPDATE SET {updates}, updated_at = now()",
-                *[snap[c] for c in _CLUE_COLUMNS],
-            )
+            await upsert_snapshot(conn, "clues", "clue_no", snap)
             if req.details is not None:
+                await conn.execute("UPDATE clues SET details = $2 WHERE clue_no = $1", snap.clue_no, req.details)
+        return True
+
+    @activity.defn(name="ledger.record_rectification")
+    async def record_rectification(self, req: RecordRectification) -> bool:
+        snap = req.snapshot
+        async with self.pool.acquire() as conn, conn.transaction():
+            await claim_subject(conn, "rectifications", "problem_no", snap.problem_no, snap.workflow_id)
+            if not await insert_event(conn, "rectification", snap.problem_no, req.event):
+                return False
+            await upsert_snapshot(conn, "rectifications", "problem_no", snap)
+            if req.text is not None:
                 await conn.execute(
-                    "UPDATE clues SET details = $2 WHERE clue_no = $1", req.snapshot.clue_no, req.details
+                    "UPDATE rectifications SET description = $2, basis = $3, opinion = $4 WHERE problem_no = $1",
+                    snap.problem_no, req.text.description, req.text.basis, req.text.opinion,
                 )
         return True
 

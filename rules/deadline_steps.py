@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from schemas.calendar import DeadlinePlan
+from schemas.calendar import DeadlinePlan, DeadlineRequest
 
 
 class Step(StrEnum):
@@ -32,6 +32,7 @@ class Light(StrEnum):
 class DeadlineState(BaseModel):
     name: str
     plan: DeadlinePlan
+    request: DeadlineRequest | None = None  # kept so the plan can be recomputed
     reminded: bool = False
     overdue: bool = False
     escalated: bool = False

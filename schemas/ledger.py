@@ -51,3 +51,45 @@ class RecordClue(BaseModel):
     snapshot: ClueSnapshot
     event: LedgerEvent
     details: str | None = Field(None, description="written once, with the registration event")
+
+
+class RectificationSnapshot(BaseModel):
+    problem_no: str
+    workflow_id: str
+    year: int
+    unit: str
+    origin_kind: str
+    origin_ref: str
+    list: str
+    category: str
+    severity: str
+    issued_by: str
+    stage: str
+    responsible: str | None
+    due_on: date | None
+    due_at: datetime | None
+    provisional: bool
+    overdue: bool
+    missed_deadlines: int
+    escalated: bool
+    extensions: int
+    reopened: int
+    carried_over: int
+    light: str
+    required_at: datetime
+    reported_at: datetime | None
+    accepted_at: datetime | None
+    lookback_due_at: datetime | None
+    closed_at: datetime | None
+
+
+class ProblemText(BaseModel):
+    description: str
+    basis: str
+    opinion: str
+
+
+class RecordRectification(BaseModel):
+    snapshot: RectificationSnapshot
+    event: LedgerEvent
+    text: ProblemText | None = Field(None, description="written once, with the first event")

@@ -2,5 +2,6 @@
 
 from workflows.clue_digest import MonthlyClueDigest
 from workflows.clue_transfer import ClueTransfer
+from workflows.rectification import Rectification
 
-ALL_WORKFLOWS: list[type] = [ClueTransfer, MonthlyClueDigest]
+ALL_WORKFLOWS: list[type] = [ClueTransfer, MonthlyClueDigest, Rectification]

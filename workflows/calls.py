@@ -18,8 +18,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.registry import LookupPartiesInput, LookupPartiesOutput
     from schemas.calendar import DeadlinePlan, DeadlineRequest
-    from schemas.events import PublishEvent, PublishResult
-    from schemas.ledger import RecordClue
+    from schemas.events import EventType, PublishEvent, PublishResult
+    from schemas.ledger import RecordClue, RecordRectification
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1))
@@ -64,5 +64,25 @@ async def publish(event: PublishEvent) -> PublishResult:
 async def record_clue(req: RecordClue) -> bool:
     return await business(workflow.execute_activity(
         "ledger.record_clue", req, result_type=bool,
+        start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=f"台账 {req.event.event}",
+    ))
+
+
+async def notify(seq: int, kind: EventType, recipients: list[str], summary: str, data: dict) -> None:
+    """Publish one callback event for the current workflow's action number `seq`.
+
+    The event id `{workflow_id}.{seq}` is stable across retries and replays: it is the
+    idempotency key end to end (ledger row, delivery workflow id, webhook-id)."""
+    wf_id = workflow.info().workflow_id
+    await publish(PublishEvent(
+        event_id=f"{wf_id}.{seq}", type=kind, recipients=list(dict.fromkeys(recipients)),
+        workflow_id=wf_id, summary=summary, occurred_at=workflow.now(),
+        data={k: v for k, v in data.items() if isinstance(v, str | int | bool | float) or v is None},
+    ))
+
+
+async def record_rectification(req: RecordRectification) -> bool:
+    return await business(workflow.execute_activity(
+        "ledger.record_rectification", req, result_type=bool,
         start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=f"台账 {req.event.event}",
     ))

@@ -14,7 +14,7 @@ import asyncio
 from datetime import date
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.calendar import DeadlineRequest
     from schemas.clue import (
         Acknowledge,
-        Channel,
         ClueResult,
         ClueStart,
         ClueStatus,
@@ -38,17 +37,17 @@ with workflow.unsafe.imports_passed_through():
     from schemas.common import (
         DISCIPLINE,
         LAW_OFFICE,
-        DeadlineView,
         ExtendDeadline,
         HistoryEntry,
         Link,
         Note,
     )
-    from schemas.events import EventType, PublishEvent
+    from schemas.events import EventType
     from schemas.ledger import ClueSnapshot, LedgerEvent, RecordClue
 
 from workflows import calls
-from workflows.duty import CHINA, watch
+from workflows.duty import CHINA, view, watch
+from workflows.escalation import open_discipline_clue
 from workflows.search_attributes import (
     DUCHA_AGENCY,
     DUCHA_DUE_AT,
@@ -198,23 +197,12 @@ class ClueTransfer:
             return
         child_no = f"{self.start.clue_no}-E{self.escalations}"
         child_id = f"{workflow.info().workflow_id}-esc{self.escalations}"
-        child = ClueStart(
-            clue_no=child_no, route=Route.TO_DISCIPLINE, source=AgencyCode.LAW_OFFICE,
-            channel=Channel.OVERDUE_DUTY, importance=Importance.IMPORTANT,
-            discovered_on=self._today(), subject_unit=who,
+        self.links.append(await open_discipline_clue(
+            clue_no=child_no, workflow_id=child_id, subject=who,
             title=f"{_name(who)}逾期未履行线索{self.start.clue_no}的{label}",
-            reported_by="系统", auto_transfer=True, escalated_from=workflow.info().workflow_id,
+            summary=f"逾期升级线索 {child_no}：{_name(who)}未履职 → 县纪委监委",
             timings=self.start.timings,
-        )
-        try:
-            await workflow.start_child_workflow(
-                ClueTransfer.run, child, id=child_id,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                static_summary=f"逾期升级线索 {child_no}：{_name(who)}未履职 → 县纪委监委",
-            )
-        except WorkflowAlreadyStartedError:
-            pass  # an operator (or an earlier run) opened it already: link to it
-        self.links.append(Link(relation="escalated_to", workflow_id=child_id))
+        ))
         await self._step(f"{state.name}.escalated", "系统", "",
                          data={"responsible": who, "escalation_clue": child_id},
                          notify=(EventType.CLUE_ESCALATED, [DISCIPLINE, LAW_OFFICE],
@@ -324,12 +312,13 @@ class ClueTransfer:
             self._check_extend(action)
             state = self._current()
             assert state is not None
-            plan = await calls.plan_deadline(DeadlineRequest(
+            req = DeadlineRequest(
                 start=self._today(), due_on=action.new_due_on,
                 remind_working_days_before=self.start.timings.remind_working_days_before,
-                grace_working_days=self.start.timings.grace_working_days), "计算延期后的期限")
+                grace_working_days=self.start.timings.grace_working_days)
+            plan = await calls.plan_deadline(req, "计算延期后的期限")
             self.deadlines[state.name] = DeadlineState(
-                name=state.name, plan=plan, extensions=state.extensions + 1)
+                name=state.name, plan=plan, request=req, extensions=state.extensions + 1)
             await self._warn_if_provisional(plan.provisional)
             await self._step("deadline_extended", action.operator, action.agency, note=action.reason,
                              data={"deadline": state.name, "new_due_on": plan.due_on.isoformat()},
@@ -350,6 +339,27 @@ class ClueTransfer:
                     f"new_due_on must be after the current due date {state.plan.due_on}")
 
     @workflow.signal
+    async def recompute_deadlines(self) -> None:
+        """Sent by `ducha calendar load` when an official schedule arrives: a provisional
+        deadline is computed again on the official calendar (DESIGN.md §5)."""
+        await workflow.wait_condition(lambda: self.ready)
+        async with self.lock:
+            state = self._current()
+            if state is None or state.request is None or not state.plan.provisional:
+                return
+            plan = await calls.plan_deadline(state.request, "按官方日历重算期限")
+            if plan == state.plan:
+                return
+            self.deadlines[state.name] = DeadlineState(
+                name=state.name, plan=plan, request=state.request, extensions=state.extensions)
+            await self._step("deadline_recomputed", "系统", "",
+                             data={"deadline": state.name, "new_due_on": plan.due_on.isoformat()},
+                             notify=(EventType.CLUE_DEADLINE_RECOMPUTED, [self._responsible()],
+                                     f"线索 {self.start.clue_no} 的{DEADLINE_NAMES[state.name]}按官方节假日安排"
+                                     f"重算为{plan.due_on:%Y年%m月%d日}"))
+            await self._refresh()
+
+    @workflow.signal
     def add_note(self, note: Note) -> None:
         """备注: a free note on the clue; kept in the status history."""
         self.notes.append(note)
@@ -364,7 +374,7 @@ class ClueTransfer:
             importance=self.start.importance, title=self.start.title, stage=self.stage,
             responsible=self._responsible() if self.stage in OPEN_STAGES else None,
             light=light(self._current(), workflow.now()).value,
-            deadlines=[_view(d) for d in self.deadlines.values()],
+            deadlines=[view(d) for d in self.deadlines.values()],
             history=list(self.history), links=list(self.links), notes=len(self.notes),
             outcome=self.outcome.outcome if self.outcome else None,
             special_inspection_requested=bool(self.outcome and self.outcome.open_special_inspection),
@@ -399,7 +409,7 @@ class ClueTransfer:
 
     async def _plan(self, name: str, req: DeadlineRequest) -> None:
         plan = await calls.plan_deadline(req, f"计算{DEADLINE_NAMES[name]}")
-        self.deadlines[name] = DeadlineState(name=name, plan=plan)
+        self.deadlines[name] = DeadlineState(name=name, plan=plan, request=req)
         await self._warn_if_provisional(plan.provisional)
 
     async def _warn_if_provisional(self, provisional: bool) -> None:
@@ -426,14 +436,11 @@ class ClueTransfer:
         ))
         if notify is not None:
             kind, recipients, summary = notify
-            await calls.publish(PublishEvent(
-                event_id=f"{workflow.info().workflow_id}.{seq}", type=kind,
-                recipients=list(dict.fromkeys(recipients)), workflow_id=workflow.info().workflow_id,
-                summary=summary, occurred_at=now,
-                data={"clue_no": self.start.clue_no, "stage": self.stage.value,
-                      "route": self.start.route.value, "subject_unit": self.start.subject_unit,
-                      **{k: v for k, v in (data or {}).items() if isinstance(v, str | int | bool)}},
-            ))
+            await calls.notify(seq, kind, recipients, summary, {
+                "clue_no": self.start.clue_no, "stage": self.stage.value,
+                "route": self.start.route.value, "subject_unit": self.start.subject_unit,
+                **(data or {}),
+            })
 
     def _snapshot(self) -> ClueSnapshot:
         s = self.start
@@ -480,12 +487,4 @@ class ClueTransfer:
         if self.escalations:
             lines.append(f"已升级 {self.escalations} 次")
         workflow.set_current_details("\n\n".join(lines))
-
-
-def _view(d: DeadlineState) -> DeadlineView:
-    return DeadlineView(name=d.name, due_on=d.plan.due_on, due_at=d.plan.due_at,
-                        remind_at=d.plan.remind_at, escalate_on=d.plan.escalate_on,
-                        escalate_at=d.plan.escalate_at,
-                        provisional=d.plan.provisional, reminded=d.reminded, overdue=d.overdue,
-                        escalated=d.escalated, met_at=d.met_at, extensions=d.extensions)
 

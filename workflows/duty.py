@@ -10,6 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from rules.deadline_steps import DeadlineState, Step, mark, next_step
+    from schemas.common import DeadlineView
 
 CHINA = timezone(timedelta(hours=8))  # Asia/Shanghai has no daylight saving
 
@@ -56,3 +57,12 @@ async def watch(
             continue
         mark(state, step)
         await on_step(state, step)
+
+
+def view(d: DeadlineState) -> DeadlineView:
+    """How a deadline shows in a `status` query."""
+    return DeadlineView(name=d.name, due_on=d.plan.due_on, due_at=d.plan.due_at,
+                        remind_at=d.plan.remind_at, escalate_on=d.plan.escalate_on,
+                        escalate_at=d.plan.escalate_at, provisional=d.plan.provisional,
+                        reminded=d.reminded, overdue=d.overdue, escalated=d.escalated,
+                        met_at=d.met_at, extensions=d.extensions)
