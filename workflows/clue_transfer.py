@@ -97,6 +97,7 @@ class ClueTransfer:
         self.escalations = 0
         self.missed = 0
         self.provisional_warned = False
+        self.provisional_pending = False
         self.lock = asyncio.Lock()
         self.timestamps: dict[str, object] = {}
         self.ready = False  # set once registration is recorded; operator actions wait for it
@@ -117,15 +118,15 @@ class ClueTransfer:
         async with self.lock:
             await calls.require_parties(
                 sorted({start.source.value, start.target.value, start.subject_unit}))
+            if not start.auto_transfer:
+                await self._plan("transfer", self._transfer_rule())
             await self._step("registered", start.reported_by, start.source.value,
                              notify=(EventType.CLUE_REGISTERED, [start.source.value],
                                      f"线索 {start.clue_no} 已登记，请按期移送{_name(start.target)}"),
                              details=start.details)
             if start.auto_transfer:
                 await self._transfer(start.reported_by, start.source.value, "系统自动移送")
-            else:
-                await self._plan("transfer", self._transfer_rule())
-                await self._refresh()
+            await self._refresh()
             self.ready = True
         while self.stage in OPEN_STAGES:
             stage = self.stage
@@ -154,14 +155,14 @@ class ClueTransfer:
         self.stage = Stage.TRANSFERRED
         self.timestamps["transferred_at"] = workflow.now()
         target = self.start.target.value
-        await self._step("transferred", operator, agency, note=note,
-                         notify=(EventType.CLUE_TRANSFERRED, [target, LAW_OFFICE],
-                                 f"{_name(self.start.source)}向{_name(target)}移送线索 {self.start.clue_no}，请签收"))
         t = self.start.timings
         await self._plan("acknowledge", DeadlineRequest(
             start=self._today(), working_days=t.acknowledge_working_days,
             remind_working_days_before=min(t.remind_working_days_before, t.acknowledge_working_days),
             grace_working_days=t.grace_working_days))
+        await self._step("transferred", operator, agency, note=note,
+                         notify=(EventType.CLUE_TRANSFERRED, [target, LAW_OFFICE],
+                                 f"{_name(self.start.source)}向{_name(target)}移送线索 {self.start.clue_no}，请签收"))
         await self._refresh()
 
     async def _on_deadline_step(self, state: DeadlineState, step: Step) -> None:
@@ -233,14 +234,14 @@ class ClueTransfer:
             self._meet("acknowledge")
             self.stage = Stage.HANDLING
             self.timestamps["acknowledged_at"] = workflow.now()
-            await self._step("acknowledged", action.operator, action.agency, note=action.note,
-                             notify=(EventType.CLUE_ACKNOWLEDGED, [self.start.source.value],
-                                     f"{_name(self.start.target)}已签收线索 {self.start.clue_no}"))
             t = self.start.timings
             await self._plan("handling", DeadlineRequest(
                 start=self._today(), working_days=t.handling_working_days,
                 remind_working_days_before=t.remind_working_days_before,
                 grace_working_days=t.grace_working_days))
+            await self._step("acknowledged", action.operator, action.agency, note=action.note,
+                             notify=(EventType.CLUE_ACKNOWLEDGED, [self.start.source.value],
+                                     f"{_name(self.start.target)}已签收线索 {self.start.clue_no}"))
             await self._refresh()
         return self.status()
 
@@ -319,7 +320,7 @@ class ClueTransfer:
             plan = await calls.plan_deadline(req, "计算延期后的期限")
             self.deadlines[state.name] = DeadlineState(
                 name=state.name, plan=plan, request=req, extensions=state.extensions + 1)
-            await self._warn_if_provisional(plan.provisional)
+            self.provisional_pending = plan.provisional
             await self._step("deadline_extended", action.operator, action.agency, note=action.reason,
                              data={"deadline": state.name, "new_due_on": plan.due_on.isoformat()},
                              notify=(EventType.CLUE_DEADLINE_EXTENDED, [self._responsible()],
@@ -383,12 +384,12 @@ class ClueTransfer:
     # --- helpers -------------------------------------------------------------------------
 
     def _require(self, action, agencies: list[str], stages: set[Stage], what: str) -> None:
-        if self.stage not in stages:
-            _refuse(f"线索当前为「{STAGE_NAMES[self.stage]}」，不能{what}",
-                    f"cannot {what} a clue in stage {self.stage.value}")
         if action.agency not in agencies:
             _refuse(f"只有{'、'.join(_name(a) for a in agencies)}可以{what}，{action.agency} 无权操作",
                     f"only {', '.join(agencies)} may do this; {action.agency} may not")
+        if self.stage not in stages:
+            _refuse(f"线索当前为「{STAGE_NAMES[self.stage]}」，不能{what}",
+                    f"cannot {what} a clue in stage {self.stage.value}")
 
     def _today(self) -> date:
         return workflow.now().astimezone(CHINA).date()
@@ -408,13 +409,15 @@ class ClueTransfer:
             state.met_at = workflow.now()
 
     async def _plan(self, name: str, req: DeadlineRequest) -> None:
+        """Compute a deadline; a provisional one is announced right after the next step."""
         plan = await calls.plan_deadline(req, f"计算{DEADLINE_NAMES[name]}")
         self.deadlines[name] = DeadlineState(name=name, plan=plan, request=req)
-        await self._warn_if_provisional(plan.provisional)
+        self.provisional_pending = plan.provisional
 
-    async def _warn_if_provisional(self, provisional: bool) -> None:
-        if provisional and not self.provisional_warned:
+    async def _warn_if_provisional(self) -> None:
+        if self.provisional_pending and not self.provisional_warned:
             self.provisional_warned = True
+            self.provisional_pending = False
             await self._step("calendar.provisional", "系统", "",
                              notify=(EventType.CALENDAR_PROVISIONAL, [LAW_OFFICE],
                                      f"线索 {self.start.clue_no} 的期限按暂定日历计算（该年度官方节假日安排尚未导入）"))
@@ -441,6 +444,7 @@ class ClueTransfer:
                 "route": self.start.route.value, "subject_unit": self.start.subject_unit,
                 **(data or {}),
             })
+        await self._warn_if_provisional()
 
     def _snapshot(self) -> ClueSnapshot:
         s = self.start

@@ -94,6 +94,7 @@ class Rectification:
         self.times: dict[str, datetime | None] = {}
         self.lock = asyncio.Lock()
         self.ready = False
+        self.provisional_pending = False
 
     @property
     def closed(self) -> bool:
@@ -368,12 +369,12 @@ class Rectification:
     # --- helpers -------------------------------------------------------------------------
 
     def _require(self, action, who: tuple[str, ...], stages: set[Stage], what: str) -> None:
-        if self.stage not in stages:
-            _refuse(f"问题当前为「{STAGE_NAMES[self.stage]}」，不能{what}",
-                    f"cannot {what} in stage {self.stage.value}")
         if action.agency not in who:
             _refuse(f"只有 {'、'.join(who)} 可以{what}，{action.agency} 无权操作",
                     f"only {', '.join(who)} may do this; {action.agency} may not")
+        if self.stage not in stages:
+            _refuse(f"问题当前为「{STAGE_NAMES[self.stage]}」，不能{what}",
+                    f"cannot {what} in stage {self.stage.value}")
 
     def _check_new_date(self, new_due_on: date | None) -> None:
         if new_due_on is not None and new_due_on <= self._today():
@@ -409,7 +410,11 @@ class Rectification:
     async def _set_deadline(self, req: DeadlineRequest, extensions: int = 0) -> None:
         plan = await calls.plan_deadline(req, "计算整改时限")
         self.deadline = DeadlineState(name="rectification", plan=plan, request=req, extensions=extensions)
-        if plan.provisional:
+        self.provisional_pending = plan.provisional  # announced right after the next step
+
+    async def _warn_if_provisional(self) -> None:
+        if self.provisional_pending:
+            self.provisional_pending = False
             await self._step("calendar.provisional", "系统", "",
                              notify=(EventType.CALENDAR_PROVISIONAL, [LAW_OFFICE],
                                      f"问题 {self.start.problem_no} 的整改时限按暂定日历计算"
@@ -448,6 +453,7 @@ class Rectification:
                 "due_on": self.deadline.plan.due_on.isoformat() if self.deadline else None,
                 **(extra or {}),
             })
+        await self._warn_if_provisional()
 
     def _snapshot(self) -> RectificationSnapshot:
         s = self.start
