@@ -227,3 +227,49 @@ async def test_bad_start_fails_with_a_clear_message(env, overrides, message):
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
     assert re.search(message, str(info.value.cause)), str(info.value.cause)
+
+
+async def test_bulletin_and_ledger_match_the_ledger_rows(env, pool, db_url, receiver, tmp_path):
+    """Runs last in this module: every problem above is in the bulletin and the ledger export."""
+    import csv
+    import io
+    import os
+    import subprocess
+    import sys
+
+    environment, tq = env
+    rows = await pool.fetch("SELECT * FROM rectifications")
+    assert rows, "earlier tests created problems"
+    since = min(r["required_at"] for r in rows).astimezone(CHINA).date()
+    until = max(r["required_at"] for r in rows).astimezone(CHINA).date()
+    cli_env = {**os.environ, "DUCHA_DATABASE_URL": db_url, "DUCHA_TASK_QUEUE": tq,
+               "DUCHA_TEMPORAL_ADDRESS": environment.client.service_client.config.target_host,
+               "DUCHA_CALLBACK_ALLOWLIST": '["127.0.0.1"]'}
+    out = subprocess.run([sys.executable, "-m", "workers.cli", "bulletin", "--from", since.isoformat(),
+                          "--to", until.isoformat(), "--out", str(tmp_path / "bulletin")],
+                         env=cli_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    md = (tmp_path / "bulletin.md").read_text(encoding="utf-8")
+    page = (tmp_path / "bulletin.html").read_text(encoding="utf-8")
+    assert "共性问题清单" in md and "个性问题清单" in md and "<table>" in page
+    for r in rows:
+        assert r["problem_no"] in md and r["problem_no"] in page
+    # The per-unit line agrees with the ledger's own counts.
+    unit_rows = [r for r in rows if r["unit"] == UNIT]
+    name = await pool.fetchval("SELECT name FROM parties WHERE code=$1", UNIT)
+    expected = (f"| {name} | {len(unit_rows)} | {sum(r['missed_deadlines'] == 0 for r in unit_rows)} "
+                f"| {sum(r['missed_deadlines'] > 0 for r in unit_rows)} | {sum(r['escalated'] for r in unit_rows)} "
+                f"| {sum(r['stage'] == 'closed' for r in unit_rows)} | {sum(r['stage'] != 'closed' for r in unit_rows)} |")
+    assert expected in md, md
+    assert sum(r["escalated"] for r in unit_rows) >= 1, "the escalation test's problem is counted"
+    await wait_for(lambda: any(r.type == "bulletin.published" and r.recipient == UNIT for r in receiver.received))
+
+    ledger_csv = subprocess.run([sys.executable, "-m", "workers.cli", "ledger", "--status", "closed", "--csv"],
+                                env=cli_env, capture_output=True, text=True, timeout=60)
+    assert ledger_csv.returncode == 0, ledger_csv.stderr
+    closed = list(csv.DictReader(io.StringIO(ledger_csv.stdout)))
+    assert {c["problem_no"] for c in closed} == {r["problem_no"] for r in rows if r["stage"] == "closed"}
+    assert all("closed" in c["timeline"] and "required" in c["timeline"] for c in closed)
+    bad = subprocess.run([sys.executable, "-m", "workers.cli", "ledger", "--status", "lost"],
+                         env=cli_env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--status" in bad.stderr

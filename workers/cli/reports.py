@@ -1,0 +1,118 @@
+"""`ducha ledger` and `ducha bulletin`: the close-off ledger (销号台账) and the circular
+(督察情况通报) from PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import typer
+
+from activities.registry import RegistryStore
+from activities.reports import STATUS_FILTERS, Reports
+from rules import bulletin as bulletin_rules
+from schemas.events import EventType, PublishEvent
+from workers.cli.common import db_pool, fail, run, settings
+
+
+def _date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{name}: 日期格式错误 / bad date {value!r}, use YYYY-MM-DD")
+
+
+def ledger(
+    unit: str = typer.Option(None, help="only this unit code"),
+    status: str = typer.Option(None, help="open | overdue | closed | carried | escalated"),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout, one row per problem"),
+) -> None:
+    """The close-off ledger (整改销号台账): every problem with its whole timeline."""
+    if status is not None and status not in STATUS_FILTERS:
+        fail(f"--status: 只能是 {' | '.join(STATUS_FILTERS)} / must be one of {', '.join(STATUS_FILTERS)}")
+    s = settings()
+
+    async def go():
+        async with db_pool(s) as pool:
+            return await Reports(pool).problems(unit=unit, status=status)
+
+    problems = run(go)
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["problem_no", "unit", "unit_name", "list", "category", "severity", "stage",
+                         "due_on", "overdue", "missed_deadlines", "escalated", "reopened", "carried_over",
+                         "required_at", "closed_at", "timeline"])
+        for p in problems:
+            writer.writerow([p.problem_no, p.unit, p.unit_name, p.list, p.category, p.severity, p.stage,
+                             p.due_on or "", p.overdue, p.missed_deadlines, p.escalated, p.reopened,
+                             p.carried_over, p.required_at.isoformat(),
+                             p.closed_at.isoformat() if p.closed_at else "",
+                             "; ".join(f"{t.at.isoformat()} {t.event}" for t in p.timeline)])
+        sys.stdout.write(out.getvalue())
+        return
+    typer.echo(f"{len(problems)} 个问题 / problems")
+    for p in problems:
+        flags = " ".join(f for f, on in (("逾期", p.overdue), ("升级", p.escalated),
+                                         (f"结转{p.carried_over}", p.carried_over)) if on)
+        typer.echo(f"{p.problem_no:16} {p.unit_name:16} {p.category:8} {p.stage:10} 时限 {p.due_on or '-'} {flags}")
+        for t in p.timeline:
+            typer.echo(f"    {t.at.astimezone(s.zone):%Y-%m-%d %H:%M}  {t.event:20} {t.agency} {t.actor}")
+
+
+def bulletin(
+    since: str = typer.Option(..., "--from", help="first day, YYYY-MM-DD"),
+    until: str = typer.Option(..., "--to", help="last day, YYYY-MM-DD"),
+    out: Path = typer.Option(..., help="output file; writes FILE.md and FILE.html"),
+    notify: bool = typer.Option(True, help="send bulletin.published to every unit named"),
+) -> None:
+    """The circular (督察情况通报) for problems raised in a period, as Markdown and HTML."""
+    first, last = _date(since, "--from"), _date(until, "--to")
+    assert first is not None and last is not None
+    if last < first:
+        fail("--to 早于 --from / --to is before --from")
+    s = settings()
+
+    async def go():
+        async with db_pool(s) as pool:
+            county = await RegistryStore(pool).county_name()
+            problems = await Reports(pool).problems(since=first, until=last, with_timeline=False)
+            b = bulletin_rules.build(county, first, last, problems)
+            md, page = out.with_suffix(".md"), out.with_suffix(".html")
+            md.parent.mkdir(parents=True, exist_ok=True)
+            md.write_text(bulletin_rules.to_markdown(b), encoding="utf-8")
+            page.write_text(bulletin_rules.to_html(b), encoding="utf-8")
+            typer.echo(f"{md}\n{page}\n{b.total} 个问题，{len(b.units)} 个单位")
+            if notify and b.units:
+                result = await _publish(s, pool, b, first, last)
+                typer.echo(f"bulletin.published → {len(result.queued)} 个单位已通知，{len(result.skipped)} 个无回调地址")
+
+    run(go)
+
+
+async def _publish(s, pool, b, first: date, last: date):
+    import httpx
+
+    from activities.callbacks import CallbackActivities, make_http_client
+    from workers.client import connect
+
+    try:
+        client = await connect(s)
+    except RuntimeError as exc:
+        fail(f"无法连接 Temporal / cannot reach Temporal at {s.temporal_address}: {exc}. "
+             "Use --no-notify to write the bulletin only.")
+    async with make_http_client(s) as http:
+        assert isinstance(http, httpx.AsyncClient)
+        return await CallbackActivities(pool, s, client, http).publish(PublishEvent(
+            event_id=f"bulletin-{first}-{last}", type=EventType.BULLETIN_PUBLISHED,
+            recipients=b.named_units, workflow_id="ducha-cli",
+            summary=f"{b.county}法治督察情况通报（{first:%Y.%m.%d}—{last:%Y.%m.%d}）已印发，"
+                    f"请对照问题清单整改",
+            data={"from": first.isoformat(), "to": last.isoformat(), "problems": b.total},
+            occurred_at=datetime.now(UTC),
+        ))
