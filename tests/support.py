@@ -106,3 +106,17 @@ async def wait_for_async(fetch, check, timeout: float = 20.0) -> None:
             return
         assert asyncio.get_running_loop().time() < deadline, f"not reached: {value}"
         await asyncio.sleep(0.2)
+
+
+async def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> tuple[int, str, str]:
+    """Run `ducha ARGS` as a subprocess without blocking the event loop (the test's worker
+    keeps running meanwhile); returns (exit code, stdout, stderr)."""
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "workers.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

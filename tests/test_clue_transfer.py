@@ -15,6 +15,7 @@ from schemas.clue import ClueResult, ClueStart, ClueStatus
 from schemas.digest import DigestResult, DigestStart
 from workflows import ALL_WORKFLOWS
 
+from .conftest import make_settings
 from .support import assert_replays, wait_for, wait_for_async
 
 CHINA = timezone(timedelta(hours=8))
@@ -326,3 +327,37 @@ async def test_monthly_digest_sends_one_callback_per_source(env, receiver):
 
 async def wait_for_stage_deadline(handle) -> None:
     await wait_for_async(lambda: status(handle), lambda s: bool(s.deadlines))
+
+
+async def test_loading_an_official_year_recomputes_provisional_deadlines(env, pool, receiver):
+    """Runs last in this module: it loads a (made-up) official schedule for a future year."""
+    from activities.calendar import CalendarActivities, CalendarFile
+    from workers.recompute import recompute_provisional
+
+    environment, _ = env
+    today = await server_today(environment)
+    far = today.year + 3  # no official schedule ships for it: provisional
+    inp, h = await start(env, importance="routine", discovered_on=today.isoformat())
+    # Make the routine deadline fall in the far year: extend it there first.
+    await update(h, "extend_deadline", operator="李娜", agency="law_office",
+                 new_due_on=f"{far}-03-10", reason="测试暂定日历")
+    d = (await status(h)).deadlines[0]
+    assert d.provisional and d.due_on.year == far
+    # The official notice (made up for the test) declares that day and the next a holiday.
+    official = CalendarFile.model_validate({
+        "year": far, "source": "测试用通知",
+        "days": [{"date": d.due_on.isoformat(), "workday": False, "name": "测试假日"},
+                 {"date": (d.due_on + timedelta(days=1)).isoformat(), "workday": False, "name": "测试假日"}],
+    })
+    settings = make_settings("postgresql://unused")
+    await CalendarActivities(pool, settings).load_year(official)
+    signalled, _ = await recompute_provisional(pool, environment.client)
+    assert signalled >= 1
+    await wait_for_async(lambda: status(h), lambda s: s.deadlines[0].due_on != d.due_on)
+    after = (await status(h)).deadlines[0]
+    assert not after.provisional and after.due_on > d.due_on + timedelta(days=1)
+    row = await pool.fetchrow("SELECT due_on, provisional FROM clues WHERE clue_no=$1", inp.clue_no)
+    assert (row["due_on"], row["provisional"]) == (after.due_on, False)
+    await wait_for(lambda: any(r.type == "clue.deadline_recomputed" and r.body["data"]["clue_no"] == inp.clue_no
+                               for r in receiver.received))
+    await assert_replays(h, ALL_WORKFLOWS)

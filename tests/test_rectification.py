@@ -13,7 +13,7 @@ from schemas.clue import ClueStatus
 from schemas.rectification import RectificationResult, RectificationStart, RectificationStatus
 from workflows import ALL_WORKFLOWS
 
-from .support import assert_replays, wait_for, wait_for_async
+from .support import assert_replays, run_cli, wait_for, wait_for_async
 
 CHINA = timezone(timedelta(hours=8))
 TEAM = {"operator": "李娜", "agency": "law_office"}
@@ -234,8 +234,6 @@ async def test_bulletin_and_ledger_match_the_ledger_rows(env, pool, db_url, rece
     import csv
     import io
     import os
-    import subprocess
-    import sys
 
     environment, tq = env
     rows = await pool.fetch("SELECT * FROM rectifications")
@@ -245,10 +243,9 @@ async def test_bulletin_and_ledger_match_the_ledger_rows(env, pool, db_url, rece
     cli_env = {**os.environ, "DUCHA_DATABASE_URL": db_url, "DUCHA_TASK_QUEUE": tq,
                "DUCHA_TEMPORAL_ADDRESS": environment.client.service_client.config.target_host,
                "DUCHA_CALLBACK_ALLOWLIST": '["127.0.0.1"]'}
-    out = subprocess.run([sys.executable, "-m", "workers.cli", "bulletin", "--from", since.isoformat(),
-                          "--to", until.isoformat(), "--out", str(tmp_path / "bulletin")],
-                         env=cli_env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    code, _, err = await run_cli("bulletin", "--from", since.isoformat(), "--to", until.isoformat(),
+                                 "--out", str(tmp_path / "bulletin"), env=cli_env)
+    assert code == 0, err
     md = (tmp_path / "bulletin.md").read_text(encoding="utf-8")
     page = (tmp_path / "bulletin.html").read_text(encoding="utf-8")
     assert "共性问题清单" in md and "个性问题清单" in md and "<table>" in page
@@ -264,12 +261,10 @@ async def test_bulletin_and_ledger_match_the_ledger_rows(env, pool, db_url, rece
     assert sum(r["escalated"] for r in unit_rows) >= 1, "the escalation test's problem is counted"
     await wait_for(lambda: any(r.type == "bulletin.published" and r.recipient == UNIT for r in receiver.received))
 
-    ledger_csv = subprocess.run([sys.executable, "-m", "workers.cli", "ledger", "--status", "closed", "--csv"],
-                                env=cli_env, capture_output=True, text=True, timeout=60)
-    assert ledger_csv.returncode == 0, ledger_csv.stderr
-    closed = list(csv.DictReader(io.StringIO(ledger_csv.stdout)))
+    code, out, err = await run_cli("ledger", "--status", "closed", "--csv", env=cli_env)
+    assert code == 0, err
+    closed = list(csv.DictReader(io.StringIO(out)))
     assert {c["problem_no"] for c in closed} == {r["problem_no"] for r in rows if r["stage"] == "closed"}
     assert all("closed" in c["timeline"] and "required" in c["timeline"] for c in closed)
-    bad = subprocess.run([sys.executable, "-m", "workers.cli", "ledger", "--status", "lost"],
-                         env=cli_env, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "--status" in bad.stderr
+    code, _, err = await run_cli("ledger", "--status", "lost", env=cli_env)
+    assert code == 2 and "--status" in err
