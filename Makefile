@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements.lock \
+		--config-settings editable_mode=compat -e '.[test]'
 	touch $(STAMP)
 
 up: $(STAMP)

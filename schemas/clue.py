@@ -53,6 +53,13 @@ class Outcome(StrEnum):
     NO_JURISDICTION = "no_jurisdiction"  # 不属管辖, 已另行处理
 
 
+OUTCOME_NAMES: dict[Outcome, str] = {
+    Outcome.SUBSTANTIATED: "属实",
+    Outcome.PARTLY_SUBSTANTIATED: "部分属实",
+    Outcome.UNSUBSTANTIATED: "不属实",
+    Outcome.NO_JURISDICTION: "不属管辖",
+}
+
 ROUTE_TARGET: dict[Route, AgencyCode] = {
     Route.TO_LAW_OFFICE: AgencyCode.LAW_OFFICE,
     Route.TO_DISCIPLINE: AgencyCode.DISCIPLINE,

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from rules.deadline_steps import DeadlineState, Step, light
     from schemas.calendar import DeadlineRequest
     from schemas.clue import (
+        OUTCOME_NAMES,
         Acknowledge,
         ClueResult,
         ClueStart,
@@ -217,20 +218,20 @@ class ClueTransfer:
         """移送: the source agency sends the clue to the target."""
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
-            self._require(action, [self.start.source.value], {Stage.REGISTERED}, "移送")
+            self._require(action, [self.start.source.value], {Stage.REGISTERED}, "移送", "transfer")
             await self._transfer(action.operator, action.agency, action.note)
         return self.status()
 
     @transfer.validator
     def _check_transfer(self, action: Transfer) -> None:
-        self._require(action, [self.start.source.value], {Stage.REGISTERED}, "移送")
+        self._require(action, [self.start.source.value], {Stage.REGISTERED}, "移送", "transfer")
 
     @workflow.update
     async def acknowledge(self, action: Acknowledge) -> ClueStatus:
         """签收: the target agency signs for the clue; the handling deadline starts."""
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
-            self._require(action, [self.start.target.value], {Stage.TRANSFERRED}, "签收")
+            self._require(action, [self.start.target.value], {Stage.TRANSFERRED}, "签收", "acknowledge")
             self._meet("acknowledge")
             self.stage = Stage.HANDLING
             self.timestamps["acknowledged_at"] = workflow.now()
@@ -247,23 +248,24 @@ class ClueTransfer:
 
     @acknowledge.validator
     def _check_acknowledge(self, action: Acknowledge) -> None:
-        self._require(action, [self.start.target.value], {Stage.TRANSFERRED}, "签收")
+        self._require(action, [self.start.target.value], {Stage.TRANSFERRED}, "签收", "acknowledge")
 
     @workflow.update
     async def report_result(self, action: ReportResult) -> ClueStatus:
         """办理结果: the target reports the outcome (route c: fed back to the commission)."""
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
-            self._require(action, [self.start.target.value], {Stage.HANDLING}, "报告结果")
+            self._require(action, [self.start.target.value], {Stage.HANDLING}, "报告结果", "report a result on")
             self._check_special(action)
             self._meet("handling")
             self.outcome = action
             self.stage = Stage.CONCLUDED
             self.timestamps["closed_at"] = workflow.now()
             recipients = [self.start.source.value, LAW_OFFICE]
-            text = f"线索 {self.start.clue_no} 已办结：{action.outcome.value}"
+            verdict = OUTCOME_NAMES[action.outcome]
+            text = f"线索 {self.start.clue_no} 已办结：{verdict}"
             if self.start.route is Route.TO_JUSTICE:
-                text = f"县司法局已将线索 {self.start.clue_no} 的调查结果反馈县纪委监委：{action.outcome.value}"
+                text = f"县司法局已将线索 {self.start.clue_no} 的调查结果反馈县纪委监委：{verdict}"
             if action.open_special_inspection:
                 year = self._today().year
                 self.links.append(Link(relation="special_inspection",
@@ -278,7 +280,7 @@ class ClueTransfer:
 
     @report_result.validator
     def _check_report_result(self, action: ReportResult) -> None:
-        self._require(action, [self.start.target.value], {Stage.HANDLING}, "报告结果")
+        self._require(action, [self.start.target.value], {Stage.HANDLING}, "报告结果", "report a result on")
         self._check_special(action)
 
     def _check_special(self, action: ReportResult) -> None:
@@ -291,7 +293,7 @@ class ClueTransfer:
         """撤回: the source withdraws the clue before transferring it."""
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
-            self._require(action, [self.start.source.value], {Stage.REGISTERED}, "撤回")
+            self._require(action, [self.start.source.value], {Stage.REGISTERED}, "撤回", "withdraw")
             self._meet("transfer")
             self.stage = Stage.WITHDRAWN
             self.timestamps["closed_at"] = workflow.now()
@@ -303,7 +305,7 @@ class ClueTransfer:
 
     @withdraw.validator
     def _check_withdraw(self, action: Withdraw) -> None:
-        self._require(action, [self.start.source.value], {Stage.REGISTERED}, "撤回")
+        self._require(action, [self.start.source.value], {Stage.REGISTERED}, "撤回", "withdraw")
 
     @workflow.update
     async def extend_deadline(self, action: ExtendDeadline) -> ClueStatus:
@@ -331,7 +333,7 @@ class ClueTransfer:
 
     @extend_deadline.validator
     def _check_extend(self, action: ExtendDeadline) -> None:
-        self._require(action, [LAW_OFFICE], set(OPEN_STAGES), "延期")
+        self._require(action, [LAW_OFFICE], set(OPEN_STAGES), "延期", "extend the deadline of")
         state = self._current()
         if state is None:
             _refuse("当前没有可延长的期限", "there is no open deadline to extend")
@@ -383,13 +385,13 @@ class ClueTransfer:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _require(self, action, agencies: list[str], stages: set[Stage], what: str) -> None:
+    def _require(self, action, agencies: list[str], stages: set[Stage], what: str, what_en: str) -> None:
         if action.agency not in agencies:
             _refuse(f"只有{'、'.join(_name(a) for a in agencies)}可以{what}，{action.agency} 无权操作",
                     f"only {', '.join(agencies)} may do this; {action.agency} may not")
         if self.stage not in stages:
             _refuse(f"线索当前为「{STAGE_NAMES[self.stage]}」，不能{what}",
-                    f"cannot {what} a clue in stage {self.stage.value}")
+                    f"cannot {what_en} a clue in stage {self.stage.value}")
 
     def _today(self) -> date:
         return workflow.now().astimezone(CHINA).date()

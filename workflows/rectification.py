@@ -243,7 +243,7 @@ class Rectification:
 
     @submit_report.validator
     def _check_report(self, action: SubmitReport) -> None:
-        self._require(action, (self.start.unit,), {Stage.RECTIFYING}, "报告整改情况")
+        self._require(action, (self.start.unit,), {Stage.RECTIFYING}, "报告整改情况", "report on")
 
     @workflow.update
     async def review(self, action: Review) -> RectificationStatus:
@@ -270,7 +270,7 @@ class Rectification:
 
     @review.validator
     def _check_review(self, action: Review) -> None:
-        self._require(action, INSPECTION_TEAM, {Stage.REPORTED}, "验收")
+        self._require(action, INSPECTION_TEAM, {Stage.REPORTED}, "验收", "review")
         self._check_new_date(action.new_due_on)
 
     @workflow.update
@@ -298,7 +298,7 @@ class Rectification:
     @record_lookback.validator
     def _check_lookback(self, action: RecordLookback) -> None:
         # A look-back may also be done early, while waiting for its timer.
-        self._require(action, INSPECTION_TEAM, {Stage.LOOKBACK, Stage.ACCEPTED}, "记录回头看")
+        self._require(action, INSPECTION_TEAM, {Stage.LOOKBACK, Stage.ACCEPTED}, "记录回头看", "record a look-back on")
         self._check_new_date(action.new_due_on)
 
     @workflow.update
@@ -319,7 +319,7 @@ class Rectification:
 
     @extend_deadline.validator
     def _check_extend(self, action: ExtendDeadline) -> None:
-        self._require(action, (LAW_OFFICE,), {Stage.RECTIFYING}, "延期")
+        self._require(action, (LAW_OFFICE,), {Stage.RECTIFYING}, "延期", "extend the deadline of")
         limit = self.start.timings.max_extensions
         if self.extensions >= limit:
             _refuse(f"已延期 {self.extensions} 次，达到上限 {limit} 次",
@@ -368,13 +368,13 @@ class Rectification:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _require(self, action, who: tuple[str, ...], stages: set[Stage], what: str) -> None:
+    def _require(self, action, who: tuple[str, ...], stages: set[Stage], what: str, what_en: str) -> None:
         if action.agency not in who:
             _refuse(f"只有 {'、'.join(who)} 可以{what}，{action.agency} 无权操作",
                     f"only {', '.join(who)} may do this; {action.agency} may not")
         if self.stage not in stages:
             _refuse(f"问题当前为「{STAGE_NAMES[self.stage]}」，不能{what}",
-                    f"cannot {what} in stage {self.stage.value}")
+                    f"cannot {what_en} a problem in stage {self.stage.value}")
 
     def _check_new_date(self, new_due_on: date | None) -> None:
         if new_due_on is not None and new_due_on <= self._today():
