@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from workers.cli import calendar, callbacks, clue, registry, reports, schedules
+from workers.cli import audit, calendar, callbacks, clue, registry, reports, schedules
 from workers.cli.common import fail, run, settings
 
 app = typer.Typer(help="法治督察 fazhi-ducha: rule-of-law inspection on Temporal", no_args_is_help=True)
 app.add_typer(registry.app, name="registry")
+app.add_typer(audit.app, name="audit")
 app.add_typer(calendar.app, name="calendar")
 app.add_typer(callbacks.app, name="callbacks")
 app.add_typer(clue.app, name="clue")
@@ -59,6 +60,18 @@ def receiver(port: int = typer.Option(None, help="default DUCHA_RECEIVER_PORT"))
 
     s = settings()
     serve(port or s.receiver_port, s)
+
+
+@app.command("codec-server")
+def codec_server(
+    port: int = typer.Option(None, help="default DUCHA_CODEC_PORT"),
+    host: str = typer.Option("127.0.0.1", help="listen address (0.0.0.0 only behind an authenticating proxy)"),
+) -> None:
+    """Codec server for the Web UI: POST /encode and /decode with the payload encryption keys."""
+    from workers.codec_server import serve
+
+    s = settings()
+    serve(port or s.codec_port, s, host)
 
 
 def main() -> None:
