@@ -86,16 +86,33 @@ def load(file: Path) -> None:
 
     async def go():
         async with db_pool(s) as pool:
-            return await CalendarActivities(pool, s).load_year(schedule)
+            report = await CalendarActivities(pool, s).load_year(schedule)
+            return report, (None if report.unchanged else await _recompute(pool))
 
-    report = run(go)
+    report, recomputed = run(go)
     typer.echo(f"{file}: {report.summary()}")
+    if recomputed is not None:
+        typer.echo(recomputed)
     entries = {e.date: e for e in schedule.days}
     for label, days in (("+", report.added), ("~", report.changed), ("-", report.removed)):
         for d in days:
             entry = entries.get(d)
             what = f"{'调休上班' if entry.workday else '放假'} {entry.name}" if entry else ""
             typer.echo(f"  {label} {d.isoformat()} {what}".rstrip())
+
+
+async def _recompute(pool) -> str:
+    """Tell open workflows with provisional deadlines to compute them again."""
+    from workers.client import connect
+    from workers.recompute import recompute_provisional
+
+    try:
+        client = await connect(settings())
+    except RuntimeError as exc:
+        return (f"注意：无法连接 Temporal，未通知在办流程重算期限 / Temporal unreachable, open "
+                f"workflows were not told to recompute ({exc}); run this command again once it is up")
+    signalled, gone = await recompute_provisional(pool, client)
+    return f"已通知 {signalled} 个暂定期限的在办流程重算 / {signalled} open workflows told to recompute"
 
 
 @app.command("due")
