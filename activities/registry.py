@@ -7,10 +7,11 @@ import secrets
 from dataclasses import dataclass, field
 
 import asyncpg
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from rules.permissions import refusal
 from schemas.registry import AgencyEntry, Party, RegistryFile, UnitEntry
 
 
@@ -29,6 +30,13 @@ class LoadReport:
             f"新增 added {len(self.added)}, 更新 updated {len(self.updated)}, "
             f"未变 unchanged {len(self.unchanged)}"
         )
+
+
+class AuthorizeInput(BaseModel):
+    operator: str
+    agency: str
+    action: str = Field(description="e.g. clue.transfer, rectification.review (rules/permissions.py)")
+    workflow_id: str
 
 
 class LookupPartiesInput(BaseModel):
@@ -65,8 +73,34 @@ class RegistryStore:
             ] + [("unit", u) for u in registry.units]
             for kind, entry in entries:
                 outcome = await self._upsert(conn, kind, entry)
+                if await self._sync_operators(conn, entry) and outcome == "unchanged":
+                    outcome = "updated"
                 getattr(report, outcome).append(str(entry.code))
         return report
+
+    async def _sync_operators(self, conn: asyncpg.Connection, e: AgencyEntry | UnitEntry) -> bool:
+        """Make the party's operators exactly those listed (others are deactivated, never
+        deleted: the audit log still names them). An operator listed under another party
+        moves there. True if anything changed."""
+        code = str(e.code)
+        old = {r["id"]: r for r in await conn.fetch("SELECT * FROM operators WHERE party = $1", code)}
+        changed = False
+        for op in e.operators:
+            row = old.pop(op.id, None)
+            if row is not None and (row["name"], list(row["roles"]), row["active"]) == (op.name, op.roles, op.active):
+                continue
+            await conn.execute(
+                "INSERT INTO operators (id, party, name, roles, active) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (id) DO UPDATE SET party = EXCLUDED.party, name = EXCLUDED.name, "
+                "roles = EXCLUDED.roles, active = EXCLUDED.active, updated_at = now()",
+                op.id, code, op.name, op.roles, op.active,
+            )
+            changed = True
+        for op_id, row in old.items():
+            if row["active"]:
+                await conn.execute("UPDATE operators SET active = false, updated_at = now() WHERE id = $1", op_id)
+                changed = True
+        return changed
 
     async def _upsert(self, conn: asyncpg.Connection, kind: str, e: AgencyEntry | UnitEntry) -> str:
         code = str(e.code)
@@ -152,3 +186,22 @@ class RegistryStore:
                 non_retryable=True,
             )
         return out
+
+    @activity.defn(name="registry.authorize")
+    async def authorize(self, req: AuthorizeInput) -> bool:
+        """May this operator act for this agency? Every decision is logged; a refusal is a
+        business error (never retried) naming the reason."""
+        row = await self.pool.fetchrow("SELECT party, roles, active FROM operators WHERE id = $1", req.operator)
+        reason = refusal(
+            operator=req.operator, agency=req.agency, action=req.action,
+            party=row["party"] if row else None, roles=list(row["roles"]) if row else None,
+            active=bool(row and row["active"]),
+        )
+        await self.pool.execute(
+            "INSERT INTO authorization_log (operator, agency, action, workflow_id, allowed, reason) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            req.operator, req.agency, req.action, req.workflow_id, reason is None, reason or "",
+        )
+        if reason is not None:
+            raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
+        return True

@@ -38,12 +38,22 @@ class CallbackSpec(Strict):
         return value
 
 
+class OperatorEntry(Strict):
+    """A person who acts in the Web UI for this agency or unit (`"operator"` in updates)."""
+
+    id: str = Field(min_length=1, max_length=50, description="工号 or the registered name; unique county-wide")
+    name: str = Field(min_length=1, max_length=50)
+    roles: list[Literal["clerk", "inspector", "supervisor"]] = Field(default_factory=lambda: ["clerk"])
+    active: bool = True
+
+
 class AgencyEntry(Strict):
     code: AgencyCode
     name: str = Field(min_length=1, max_length=100)
     leader: Contact
     liaison: Contact
     callback: CallbackSpec | None = None
+    operators: list[OperatorEntry] = Field(default_factory=list)
 
 
 class UnitEntry(Strict):
@@ -54,6 +64,7 @@ class UnitEntry(Strict):
     leader: Contact
     liaison: Contact
     callback: CallbackSpec | None = None
+    operators: list[OperatorEntry] = Field(default_factory=list)
     active: bool = True
 
 
@@ -67,19 +78,24 @@ class RegistryFile(Strict):
     @model_validator(mode="after")
     def _unique_codes(self) -> RegistryFile:
         seen: set[str] = set()
+        operators: set[str] = set()
         for kind, entries in (("agencies", self.agencies), ("units", self.units)):
             for index, entry in enumerate(entries):
                 code = str(entry.code)
                 if code in seen:
                     raise DuplicateCode(kind, index, code)
                 seen.add(code)
+                for n, op in enumerate(entry.operators):
+                    if op.id in operators:
+                        raise DuplicateCode(kind, index, op.id, ("operators", n, "id"))
+                    operators.add(op.id)
         return self
 
 
 class DuplicateCode(ValueError):
-    def __init__(self, kind: str, index: int, code: str) -> None:
+    def __init__(self, kind: str, index: int, code: str, field: tuple = ("code",)) -> None:
         super().__init__(f"duplicate code {code!r} / 代码重复")
-        self.loc = (kind, index, "code")
+        self.loc = (kind, index, *field)
 
 
 class Party(BaseModel):

@@ -113,3 +113,42 @@ def test_cli_list_json(db_url):
     data = json.loads(out.stdout)
     assert len(data["agencies"]) == 8 and len(data["units"]) >= 20
     assert "callback_secret" not in out.stdout and "whsec_" not in out.stdout
+
+
+async def test_operators_are_loaded_and_authorization_is_logged(pool):
+    from temporalio.exceptions import ApplicationError
+
+    from activities.registry import AuthorizeInput
+
+    store = RegistryStore(pool)
+    await store.load(load_yaml_model(DEMO_REGISTRY, RegistryFile))
+
+    async def authorize(operator: str, agency: str, action: str) -> str | None:
+        try:
+            await store.authorize(AuthorizeInput(operator=operator, agency=agency, action=action, workflow_id="wf-x"))
+            return None
+        except ApplicationError as exc:
+            assert exc.non_retryable and exc.type == "Unauthorized"
+            return str(exc)
+
+    assert await authorize("李娜", "law_office", "rectification.review") is None
+    assert await authorize("杨帆", "court", "clue.transfer") is None
+    assert "not registered" in await authorize("张三", "court", "clue.transfer")
+    assert "belongs to court" in await authorize("杨帆", "law_office", "clue.acknowledge")
+    assert "lacks role supervisor" in await authorize("吴敏", "justice", "clue.extend_deadline")
+    data = demo()
+    data["agencies"][3]["operators"] = [o for o in data["agencies"][3]["operators"] if o["id"] != "黄静"]
+    report = await store.load(RegistryFile.model_validate(data))
+    assert data["agencies"][3]["code"] in report.updated
+    assert "deactivated" in await authorize("黄静", "procuratorate", "clue.transfer")
+    log = await pool.fetch("SELECT operator, allowed FROM authorization_log WHERE workflow_id = 'wf-x' ORDER BY id")
+    assert [(r["operator"], r["allowed"]) for r in log] == [
+        ("李娜", True), ("杨帆", True), ("张三", False), ("杨帆", False), ("吴敏", False), ("黄静", False)]
+
+
+def test_duplicate_operator_id_is_refused(tmp_path):
+    def clash(d):
+        d["units"][2]["operators"][0]["id"] = d["agencies"][0]["operators"][0]["id"]
+    path = _bad(tmp_path, clash)
+    with pytest.raises(FileError, match=r"units\.2\.operators\.0\.id"):
+        load_yaml_model(path, RegistryFile)
