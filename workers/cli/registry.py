@@ -56,3 +56,55 @@ def list_(as_json: bool = typer.Option(False, "--json", help="machine-readable o
     for p in parties:
         endpoint = p.callback_url if p.callback_enabled else f"(停用 disabled) {p.callback_url}"
         typer.echo(f"{p.kind:6} {p.code:22} {p.name:24} 联络员 {p.liaison.name:6} {endpoint or '-'}")
+
+
+@app.command("set-endpoint")
+def set_endpoint(
+    code: str,
+    url: str,
+    secret: str = typer.Option(None, "--secret", help="whsec_... (generated and printed once when omitted)"),
+    keep_secret: bool = typer.Option(False, "--keep-secret", help="keep the current secret"),
+    grace_hours: float = typer.Option(
+        24.0, "--grace-hours", min=0,
+        help="keep signing with the replaced secret as well for this long (0: stop at once)",
+    ),
+) -> None:
+    """Point CODE's callbacks at URL and (re-)enable them; the URL passes the SSRF guard."""
+    from activities.callbacks import current_secret, keep_previous_secret
+    from rules.address_guard import ForbiddenAddress, ResolutionError, check_url
+    from rules.signing import SecretError, check_secret
+
+    s = settings()
+    if secret and keep_secret:
+        fail("--secret 与 --keep-secret 不能同时使用 / use either --secret or --keep-secret")
+    if secret:
+        try:
+            check_secret(secret)
+        except SecretError as exc:
+            fail(f"密钥无效 / invalid secret: {exc}")
+    try:
+        check_url(url, s.callback_allowlist)
+    except ForbiddenAddress as exc:
+        fail(f"拒绝该地址 / refused: {exc.reason}")
+    except ResolutionError as exc:
+        fail(f"无法解析主机 / cannot resolve: {exc}")
+
+    async def go() -> tuple[str, str | None]:
+        async with db_pool(s) as pool:
+            old = await current_secret(pool, code)
+            wanted = old if keep_secret else secret
+            try:
+                new = await RegistryStore(pool).set_endpoint(code, url, wanted)
+            except KeyError:
+                fail(f"登记册中没有该代码 / unknown registry code {code!r}")
+            if old and old != new:
+                await keep_previous_secret(pool, code, old, grace_hours)
+            return new, old
+
+    new, old = run(go)
+    typer.echo(f"{code}: 回调地址已设置并启用 / endpoint set and enabled: {url}")
+    if not secret and not (keep_secret and old):
+        typer.echo(f"签名密钥（只显示这一次）/ signing secret (shown once): {new}")
+    if old and old != new and grace_hours > 0:
+        typer.echo(f"旧密钥在 {grace_hours:g} 小时内仍会同时签名 / the old secret also signs for "
+                   f"{grace_hours:g} h")
