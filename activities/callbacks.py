@@ -575,15 +575,6 @@ class CallbackActivities:
         )
         return [DeliveryRecord(**dict(r)) for r in rows]
 
-    async def get_delivery(self, delivery_id: int) -> DeliveryRecord | None:
-        row = await self.pool.fetchrow(
-            "SELECT d.id, d.event_id, e.type, d.recipient, d.status, d.attempts, d.last_status, "
-            "d.last_error, d.delivery_workflow_id, d.updated_at "
-            "FROM callback_deliveries d JOIN callback_events e USING (event_id) WHERE d.id = $1",
-            delivery_id,
-        )
-        return DeliveryRecord(**dict(row)) if row else None
-
     async def redeliver(self, delivery_id: int, *, force: bool = False) -> str:
         """Start a new delivery workflow for one delivery; returns its workflow id."""
         workflow_id = ""
