@@ -16,8 +16,10 @@ def build_activities(
     pool: asyncpg.Pool, settings: Settings, client: Client, http: httpx.AsyncClient
 ) -> list:
     """Every activity of the project, bound to one pool, one Temporal client and one HTTP client."""
+    from activities.assessment import AssessmentActivities
     from activities.calendar import CalendarActivities
     from activities.callbacks import CallbackActivities
+    from activities.inspections import InspectionActivities
     from activities.ledger import LedgerActivities
     from activities.registry import RegistryStore
 
@@ -25,6 +27,8 @@ def build_activities(
     calendar = CalendarActivities(pool, settings)
     ledger = LedgerActivities(pool)
     callbacks = CallbackActivities(pool, settings, client, http)
+    inspections = InspectionActivities(pool, client)
+    assessment = AssessmentActivities(pool, settings, callbacks)
     return [
         registry.lookup_parties,
         registry.require_parties,
@@ -32,5 +36,13 @@ def build_activities(
         ledger.record_clue,
         ledger.record_rectification,
         ledger.routine_clues_due,
+        inspections.round_inputs,
+        inspections.record_round,
+        inspections.record_inspection,
+        inspections.describe,
+        inspections.special_slot,
+        inspections.indicators,
         *callbacks.activity_methods(),
+        assessment.score_year,
+        assessment.publish_scores,
     ]

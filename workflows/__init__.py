@@ -1,8 +1,13 @@
 """Workflow classes; the worker registers ALL_WORKFLOWS."""
 
+from workflows.annual_round import AnnualInspectionRound
+from workflows.assessment import AnnualAssessment
 from workflows.callback_delivery import CallbackDelivery
 from workflows.clue_digest import MonthlyClueDigest
 from workflows.clue_transfer import ClueTransfer
 from workflows.rectification import Rectification
+from workflows.risk_scan import RiskScan
+from workflows.unit_inspection import UnitInspection
 
-ALL_WORKFLOWS: list[type] = [ClueTransfer, MonthlyClueDigest, Rectification, CallbackDelivery]
+ALL_WORKFLOWS: list[type] = [ClueTransfer, MonthlyClueDigest, Rectification, CallbackDelivery,
+                             AnnualInspectionRound, UnitInspection, RiskScan, AnnualAssessment]

@@ -19,7 +19,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.registry import LookupPartiesInput, LookupPartiesOutput
     from schemas.calendar import DeadlinePlan, DeadlineRequest
     from schemas.events import EventType, PublishEvent, PublishResult
+    from schemas.inspection import (
+        DescribeQuery,
+        DescribeResult,
+        RecordInspection,
+        SpecialSlot,
+        SpecialSlotQuery,
+    )
     from schemas.ledger import RecordClue, RecordRectification
+    from schemas.risk import IndicatorQuery, IndicatorRows
+    from schemas.round import RecordRound, RoundInputs, RoundInputsQuery
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1))
@@ -86,3 +95,36 @@ async def record_rectification(req: RecordRectification) -> bool:
         "ledger.record_rectification", req, result_type=bool,
         start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=f"台账 {req.event.event}",
     ))
+
+
+async def _call(name: str, arg: object, result_type: type[T], summary: str) -> T:
+    return await business(workflow.execute_activity(
+        name, arg, result_type=result_type, start_to_close_timeout=TIMEOUT, retry_policy=RETRY,
+        summary=summary,
+    ))
+
+
+async def record_inspection(req: RecordInspection) -> bool:
+    return await _call("ledger.record_inspection", req, bool, f"台账 {req.event.event}")
+
+
+async def record_round(req: RecordRound) -> bool:
+    return await _call("ledger.record_round", req, bool,
+                       f"台账 {req.event.event if req.event else '进度'}")
+
+
+async def round_inputs(req: RoundInputsQuery) -> RoundInputs:
+    return await _call("inspection.round_inputs", req, RoundInputs, "读取登记册、结转问题和上年评分")
+
+
+async def describe(req: DescribeQuery) -> DescribeResult:
+    return await _call("inspection.describe", req, DescribeResult, f"核对 {len(req.workflow_ids)} 个督察流程")
+
+
+async def special_slot(req: SpecialSlotQuery) -> SpecialSlot:
+    return await _call("inspection.special_slot", req, SpecialSlot, f"查找 {req.unit} 的专项督察")
+
+
+async def risk_indicators(req: IndicatorQuery) -> IndicatorRows:
+    return await _call("risk.indicators", req, IndicatorRows,
+                       f"读取风险指标 {req.first_period}~{req.last_period}")

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         Note,
     )
     from schemas.events import EventType
+    from schemas.inspection import TriggerType
     from schemas.ledger import ClueSnapshot, LedgerEvent, RecordClue
 
 from workflows import calls
@@ -59,6 +60,7 @@ from workflows.search_attributes import (
     DUCHA_UNIT,
     DUCHA_YEAR,
 )
+from workflows.special import open_special_inspection
 
 OPEN_STAGES = (Stage.REGISTERED, Stage.TRANSFERRED, Stage.HANDLING)
 STAGE_NAMES = {
@@ -267,9 +269,14 @@ class ClueTransfer:
             if self.start.route is Route.TO_JUSTICE:
                 text = f"县司法局已将线索 {self.start.clue_no} 的调查结果反馈县纪委监委：{verdict}"
             if action.open_special_inspection:
-                year = self._today().year
-                self.links.append(Link(relation="special_inspection",
-                                       workflow_id=f"inspection-{year}-special-{self.start.subject_unit}"))
+                if workflow.patched("start-special-inspection"):
+                    link, _ = await open_special_inspection(
+                        self.start.subject_unit, trigger=TriggerType.CLUE, ref=workflow.info().workflow_id)
+                    self.links.append(link)
+                else:  # histories recorded before special inspections were started only linked one
+                    year = self._today().year
+                    self.links.append(Link(relation="special_inspection",
+                                           workflow_id=f"inspection-{year}-special-{self.start.subject_unit}"))
                 text += "；决定开展专项督察"
             await self._step("concluded", action.operator, action.agency, note=action.summary,
                              data={"outcome": action.outcome.value,

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Note,
     )
     from schemas.events import EventType
+    from schemas.inspection import TriggerType
     from schemas.ledger import LedgerEvent, ProblemText, RecordRectification, RectificationSnapshot
     from schemas.rectification import (
         RecordLookback,
@@ -58,6 +59,7 @@ from workflows.search_attributes import (
     DUCHA_UNIT,
     DUCHA_YEAR,
 )
+from workflows.special import open_special_inspection
 
 STAGE_NAMES = {
     Stage.RECTIFYING: "整改中",
@@ -192,9 +194,14 @@ class Rectification:
         """拒不整改: a special inspection of the unit and a clue to the discipline commission."""
         self.escalated = True
         unit, no = self.start.unit, self.start.problem_no
-        year = self._today().year
-        self.links.append(Link(relation="special_inspection",
-                               workflow_id=f"inspection-{year}-special-{unit}"))
+        if workflow.patched("start-special-inspection"):
+            link, _ = await open_special_inspection(
+                unit, trigger=TriggerType.REFUSAL, ref=workflow.info().workflow_id, focus=[no])
+            self.links.append(link)
+        else:  # histories recorded before special inspections were started only linked one
+            year = self._today().year
+            self.links.append(Link(relation="special_inspection",
+                                   workflow_id=f"inspection-{year}-special-{unit}"))
         n = self.missed
         self.links.append(await open_discipline_clue(
             clue_no=f"{no}-R{n}", workflow_id=f"{workflow.info().workflow_id}-esc{n}", subject=unit,

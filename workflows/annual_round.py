@@ -1,0 +1,657 @@
+"""AnnualInspectionRound (年度平时督察): every enforcement unit inspected once a year, in batches.
+
+    plan (carried-over problems first, then last year's worst scores, then the rest)
+      └▶ batch 1 opens ─▶ UnitInspection per unit (≤ max_parallel in flight) ─▶ … ─▶ batch n opens
+           every unit covered ─▶ completed
+           due date with units not covered ─▶ inspection.coverage_gap to law_office and
+           coordination_group; the rest are still inspected (closing) until none is left
+
+Children are started with ParentClosePolicy.ABANDON and report back by the signal
+`inspection_progress` (the round continues as new along the year, so its run changes; a signal by
+workflow id always reaches the current run). A weekly describe check catches a child that ended
+without reporting (terminated by an operator, failed before it could say so, or started by someone
+else under the same id). The round's whole state travels in its input across continue-as-new,
+which happens every CAN_AFTER_STARTS children, or earlier when the history grows.
+
+Started by schedule `annual-inspection` with `{"year": null}`: the year is the scheduled start
+time's year in Asia/Shanghai, and the scheduled run starts the round under its conventional id
+`annual-inspection-{year}` and ends (a round already running for that year is left alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, time, timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from rules.round_planning import (
+        PlanningError,
+        PlanUnit,
+        later_batch,
+        plan_round,
+        priority_order,
+    )
+    from schemas.codes import AgencyCode
+    from schemas.common import LAW_OFFICE, HistoryEntry
+    from schemas.events import EventType
+    from schemas.inspection import (
+        DescribeQuery,
+        InspectionProgress,
+        Kind,
+        Trigger,
+        TriggerType,
+        UnitInspectionStart,
+    )
+    from schemas.ledger import LedgerEvent
+    from schemas.round import (
+        ROUND_MANAGERS,
+        AddUnit,
+        BatchCoverage,
+        BatchSlot,
+        Coverage,
+        PauseRound,
+        PostponeUnit,
+        RecordRound,
+        ResumeRound,
+        RoundInputsQuery,
+        RoundResult,
+        RoundSnapshot,
+        RoundStage,
+        RoundStart,
+        RoundState,
+        RoundUnitRow,
+        UnitSlot,
+        UnitStatus,
+    )
+
+from workflows import calls
+from workflows.duty import CHINA
+from workflows.search_attributes import (
+    DUCHA_AGENCY,
+    DUCHA_DUE_AT,
+    DUCHA_KIND,
+    DUCHA_LIGHT,
+    DUCHA_OVERDUE,
+    DUCHA_STAGE,
+    DUCHA_YEAR,
+)
+
+COORDINATION_GROUP = AgencyCode.COORDINATION_GROUP.value
+CAN_AFTER_STARTS = 250  # children started per run before continuing as new
+CAN_AFTER_EVENTS = 4000  # or when the run's history grows past this
+RECONCILE_EVERY = timedelta(days=7)
+BATCH_OPENS_AT = time(9, 0)
+HISTORY_KEPT = 50
+GAP_LISTED = 150  # unit codes in the coverage_gap callback (the ledger keeps all)
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+SCHEDULED_BY = SearchAttributeKey.for_keyword("TemporalScheduledById")
+
+STAGE_NAMES = {
+    RoundStage.RUNNING: "进行中",
+    RoundStage.PAUSED: "已暂停",
+    RoundStage.CLOSING: "已过截止日期，收尾中",
+    RoundStage.COMPLETED: "已完成",
+}
+
+
+def _refuse(zh: str, en: str) -> None:
+    raise ApplicationError(f"{zh} / {en}", type="Rejected", non_retryable=True)
+
+
+def _at(day: date, at: time = BATCH_OPENS_AT) -> datetime:
+    return datetime.combine(day, at, tzinfo=CHINA)
+
+
+@workflow.defn(name="AnnualInspectionRound", failure_exception_types=[ValidationError])
+class AnnualInspectionRound:
+    @workflow.init
+    def __init__(self, start: RoundStart) -> None:
+        self.start = start
+        self.state: RoundState | None = start.state
+        self.lock = asyncio.Lock()
+        self.wake = False
+        self.finished = False
+        self.started_this_run = 0
+        self.check_now: set[str] = set()
+        self.alarm: asyncio.Task | None = None
+        self.alarm_at: datetime | None = None
+        self.shown: tuple | None = None
+
+    # --- the process ---------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, start: RoundStart) -> RoundResult:
+        if self.state is None:
+            year = start.year or self._scheduled_year()
+            canonical = f"annual-inspection-{year}"
+            if start.year is None and self._by_schedule() and workflow.info().workflow_id != canonical:
+                return await self._launch(year, canonical)
+            await self._plan(year)
+        return await self._drive()
+
+    def _scheduled_year(self) -> int:
+        at = workflow.info().typed_search_attributes.get(SCHEDULED_START)
+        return (at or workflow.now()).astimezone(CHINA).year
+
+    def _by_schedule(self) -> bool:
+        return workflow.info().typed_search_attributes.get(SCHEDULED_BY) is not None
+
+    async def _launch(self, year: int, canonical: str) -> RoundResult:
+        """The scheduled run: start this year's round under its own id, then end."""
+        s = self.start
+        workflow.set_current_details(f"定时任务：启动 {year} 年度平时督察 {canonical}")
+        try:
+            await workflow.start_child_workflow(
+                "AnnualInspectionRound",
+                RoundStart(year=year, start_on=s.start_on, due_on=s.due_on, batches=s.batches,
+                           max_parallel=s.max_parallel),
+                id=canonical, parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{year}年度平时督察（全覆盖）")
+            already = False
+        except WorkflowAlreadyStartedError:
+            already = True
+        return RoundResult(workflow_id=workflow.info().workflow_id, year=year, launched=canonical,
+                           already_running=already)
+
+    async def _plan(self, year: int) -> None:
+        s, today = self.start, self._today()
+        start_on = s.start_on or max(date(year, 1, 1), today)
+        due_on = s.due_on or date(year, 12, 31)
+        if start_on.year != year or due_on.year != year:
+            _refuse(f"开始和截止日期须在 {year} 年内", f"start_on and due_on must be in {year}")
+        if due_on < today:
+            _refuse(f"截止日期 {due_on} 已过", f"due_on {due_on} has passed")
+        inputs = await calls.round_inputs(RoundInputsQuery(year=year))
+        units = [PlanUnit(code=u.code, level=u.level, carried_over=u.carried_over, last_score=u.last_score,
+                          focus=tuple(u.focus)) for u in inputs.units]
+        try:
+            batches = plan_round(units, start_on=start_on, due_on=due_on, batches=s.batches, today=today)
+        except PlanningError as exc:
+            _refuse(str(exc), "the round cannot be planned")
+        order = {u.code: i for i, u in enumerate(priority_order(units))}
+        by_code = {u.code: u for u in units}
+        slots: dict[str, UnitSlot] = {}
+        for i, b in enumerate(batches):
+            for code in b.units:
+                u = by_code[code]
+                slots[code] = UnitSlot(batch=i, priority=order[code], carried_over=u.carried_over,
+                                       last_score=u.last_score, level=u.level, focus=list(u.focus))
+        self.state = RoundState(
+            year=year, start_on=start_on, due_on=due_on, max_parallel=s.max_parallel,
+            batches=[BatchSlot(number=b.number, opens_on=b.opens_on) for b in batches],
+            units=slots, planned_at=workflow.now())
+        await self._step("planned", "系统", COORDINATION_GROUP,
+                         data={"units": len(slots), "batches": len(batches),
+                               "carried_over_units": sum(1 for u in units if u.carried_over),
+                               "opens_on": [b.opens_on.isoformat() for b in batches]},
+                         units=[self._row(c) for c in sorted(slots, key=lambda c: slots[c].priority)])
+
+    async def _drive(self) -> RoundResult:
+        st = self._st
+        while True:
+            self.wake = False
+            async with self.lock:
+                await self._open_batches()
+                await self._start_ready()
+                await self._reconcile_if_due()
+                if self._past_due() and not st.gap_escalated:
+                    await self._escalate_gap()
+                if self._done():
+                    break
+                await self._refresh()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._record()  # the ledger's coverage at the hand-over
+                st.runs += 1
+                workflow.continue_as_new(RoundStart(year=st.year, batches=self.start.batches,
+                                                    max_parallel=st.max_parallel, state=st))
+            self._set_alarm(self._next_wake())
+            await workflow.wait_condition(lambda: self.wake)
+        async with self.lock:
+            self.finished = True
+            c = self._counts()
+            await self._step("completed", "系统", COORDINATION_GROUP,
+                             data={"completed": c["completed"], "not_covered": c["not_covered"]})
+            await self._refresh()
+        self._set_alarm(None)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return RoundResult(workflow_id=workflow.info().workflow_id, year=st.year, total=len(st.units),
+                           completed=c["completed"], not_covered=self._not_covered(), runs=st.runs)
+
+    async def _open_batches(self) -> None:
+        st = self._st
+        now = workflow.now()
+        for index, b in enumerate(st.batches):
+            if b.opened or _at(b.opens_on) > now:
+                continue
+            b.opened = True
+            codes = sorted((c for c, u in st.units.items() if u.batch == index and u.status is UnitStatus.PLANNED),
+                           key=lambda c: st.units[c].priority)
+            st.queue.extend(c for c in codes if c not in st.queue)
+            await self._step("batch_opened", "系统", COORDINATION_GROUP,
+                             data={"batch": b.number, "units": len(codes)})
+
+    async def _start_ready(self) -> None:
+        """Start waiting units while there is a free slot (never more than max_parallel)."""
+        st = self._st
+        if st.paused:
+            return
+        free = st.max_parallel - self._counts()["in_progress"]
+        take: list[str] = []
+        while st.queue and len(take) < free and self.started_this_run + len(take) < CAN_AFTER_STARTS:
+            code = st.queue.pop(0)
+            if st.units[code].status is UnitStatus.PLANNED:
+                take.append(code)
+        if not take:
+            return
+        for code in take:
+            slot = st.units[code]
+            slot.attempts += 1
+            slot.status = UnitStatus.IN_PROGRESS
+            slot.overdue = False
+            base = f"inspection-{st.year}-routine-{code}"
+            slot.workflow_id = base if slot.attempts == 1 else f"{base}-{slot.attempts}"
+        await asyncio.gather(*(self._start_child(code) for code in take))
+        self.started_this_run += len(take)
+        st.started += len(take)
+        if st.next_reconcile_at is None:
+            st.next_reconcile_at = workflow.now() + RECONCILE_EVERY
+
+    async def _start_child(self, code: str) -> None:
+        st = self._st
+        slot = st.units[code]
+        assert slot.workflow_id is not None
+        child = UnitInspectionStart(
+            unit=code, year=st.year, kind=Kind.ROUTINE, lead=AgencyCode.COORDINATION_GROUP,
+            trigger=Trigger(type=TriggerType.ANNUAL, ref=workflow.info().workflow_id), focus=slot.focus)
+        try:
+            await workflow.start_child_workflow(
+                "UnitInspection", child, id=slot.workflow_id,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{st.year}年度平时督察：{code}（第{st.batches[slot.batch].number}批）")
+        except WorkflowAlreadyStartedError:
+            # Running or finished already (an operator, or an earlier round run): counted as in
+            # progress and checked at once.
+            self.check_now.add(slot.workflow_id)
+
+    async def _reconcile_if_due(self) -> None:
+        st = self._st
+        running = {u.workflow_id: c for c, u in st.units.items()
+                   if u.status is UnitStatus.IN_PROGRESS and u.workflow_id}
+        if not running:
+            st.next_reconcile_at = None
+            self.check_now.clear()
+            return
+        due = st.next_reconcile_at is not None and workflow.now() >= st.next_reconcile_at
+        ids = sorted(running) if due else sorted(w for w in self.check_now if w in running)
+        self.check_now.clear()
+        if due:
+            st.next_reconcile_at = workflow.now() + RECONCILE_EVERY
+        if not ids:
+            return
+        found = await calls.describe(DescribeQuery(workflow_ids=ids))
+        for wid, status in found.status.items():
+            slot = st.units[running[wid]]
+            if slot.status is not UnitStatus.IN_PROGRESS:
+                continue  # reported meanwhile
+            if status == "completed":
+                slot.status = UnitStatus.COMPLETED
+            elif status != "running":
+                slot.status = UnitStatus.FAILED
+
+    async def _escalate_gap(self) -> None:
+        """At the due date every unit not yet covered is escalated (责任追究)."""
+        st = self._st
+        st.gap_escalated = True
+        st.gap_units = self._not_covered()
+        if not st.gap_units:
+            return
+        n = len(st.gap_units)
+        listed = "、".join(st.gap_units[:20]) + ("等" if n > 20 else "")
+        await self._step(
+            "coverage_gap", "系统", "",
+            data={"not_covered": n, "units": st.gap_units},
+            notify=(EventType.INSPECTION_COVERAGE_GAP, [LAW_OFFICE, COORDINATION_GROUP],
+                    f"{st.year}年度平时督察已到截止日期（{st.due_on:%Y年%m月%d日}），仍有 {n} 个执法单位"
+                    f"未完成督察：{listed}，请督办"),
+            notify_data={"not_covered": n, "units": ",".join(st.gap_units[:GAP_LISTED]),
+                         "listed": min(n, GAP_LISTED), "due_on": st.due_on.isoformat()})
+
+    def _done(self) -> bool:
+        units = self._st.units.values()
+        if any(u.status in (UnitStatus.PLANNED, UnitStatus.IN_PROGRESS) for u in units):
+            return False
+        return all(u.status is UnitStatus.COMPLETED for u in units) or self._st.gap_escalated
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return (self.started_this_run >= CAN_AFTER_STARTS
+                or info.get_current_history_length() >= CAN_AFTER_EVENTS
+                or info.is_continue_as_new_suggested())
+
+    def _next_wake(self) -> datetime | None:
+        st = self._st
+        times = [_at(b.opens_on) for b in st.batches if not b.opened]
+        if not st.gap_escalated:
+            times.append(self._due_at())
+        if st.next_reconcile_at is not None:
+            times.append(st.next_reconcile_at)
+        return min(times) if times else None
+
+    def _set_alarm(self, at: datetime | None) -> None:
+        """One durable timer for the next thing to do; kept while that time does not change
+        (signals from children then cost no timer events)."""
+        if at == self.alarm_at and self.alarm is not None and not self.alarm.done():
+            return
+        if self.alarm is not None and not self.alarm.done():
+            self.alarm.cancel()
+        self.alarm, self.alarm_at = None, at
+        if at is None:
+            return
+        delay = at - workflow.now()
+        if delay <= timedelta(0):
+            self.wake = True
+            return
+
+        async def ring() -> None:
+            await workflow.sleep(delay, summary=f"下一步 {at.astimezone(CHINA):%Y-%m-%d %H:%M}")
+            self.wake = True
+
+        self.alarm = asyncio.create_task(ring())
+
+    # --- children report back ------------------------------------------------------------
+
+    @workflow.signal
+    def inspection_progress(self, p: InspectionProgress) -> None:
+        """From a UnitInspection of this round: overdue, completed or failed."""
+        if self.state is None:
+            return
+        slot = self.state.units.get(p.unit)
+        if slot is None or slot.workflow_id != p.workflow_id:
+            return
+        if p.event == "overdue" and slot.status is UnitStatus.IN_PROGRESS:
+            slot.overdue = True
+        elif p.event == "completed":
+            slot.status = UnitStatus.COMPLETED
+        elif p.event == "failed" and slot.status is UnitStatus.IN_PROGRESS:
+            slot.status = UnitStatus.FAILED
+        self.wake = True
+
+    # --- operator actions ----------------------------------------------------------------
+
+    @workflow.update
+    async def add_unit(self, action: AddUnit) -> Coverage:
+        """新增单位: a unit added mid-year joins the next batch that has not opened (or starts
+        at once when none is left); a failed unit is inspected again."""
+        await workflow.wait_condition(lambda: self.state is not None)
+        async with self.lock:
+            self._check_add(action)
+            st = self._st
+            found = await calls.require_parties([action.unit])
+            party = found.found[action.unit]
+            if party.kind != "unit":
+                _refuse(f"{action.unit} 不是行政执法单位", f"{action.unit} is not an enforcement unit")
+            index, day = later_batch([(b.opens_on, b.opened) for b in st.batches], today=self._today(),
+                                     not_before=self._today(), due_on=st.due_on)
+            if index is None:
+                index = self._new_batch(day)
+            slot = st.units.get(action.unit)
+            if slot is None:
+                slot = UnitSlot(batch=index, priority=len(st.units), level=party.level or "county", added=True)
+                st.units[action.unit] = slot
+            slot.batch, slot.status, slot.added, slot.postponed = index, UnitStatus.PLANNED, True, ""
+            b = st.batches[index]
+            await self._step("unit_added", action.operator, action.agency, note=action.note,
+                             data={"unit": action.unit, "batch": b.number, "opens_on": b.opens_on.isoformat()},
+                             units=[self._row(action.unit)])
+            self.wake = True
+        return self.coverage()
+
+    @add_unit.validator
+    def _check_add(self, action: AddUnit) -> None:
+        self._manager(action, "新增督察单位")
+        slot = self.state.units.get(action.unit) if self.state else None
+        if slot is not None and slot.status is not UnitStatus.FAILED:
+            _refuse(f"{action.unit} 已在本轮督察中", f"{action.unit} is already in this round")
+
+    @workflow.update
+    async def postpone_unit(self, action: PostponeUnit) -> Coverage:
+        """推迟: a unit not yet started moves to a later batch (default: the next one)."""
+        await workflow.wait_condition(lambda: self.state is not None)
+        async with self.lock:
+            self._check_postpone(action)
+            st, today = self._st, self._today()
+            slot = st.units[action.unit]
+            not_before = action.until or max(st.batches[slot.batch].opens_on, today) + timedelta(days=1)
+            index, day = later_batch([(b.opens_on, b.opened) for b in st.batches], today=today,
+                                     not_before=not_before, due_on=st.due_on)
+            if index is None:
+                if action.until is None:
+                    day = min(today + timedelta(days=30), st.due_on)
+                if day <= today:
+                    _refuse("截止日期前已没有可推迟的日期", "there is no later day before the due date")
+                index = self._new_batch(day)
+            slot.batch, slot.postponed = index, action.reason
+            if action.unit in st.queue:
+                st.queue.remove(action.unit)
+            b = st.batches[index]
+            await self._step("unit_postponed", action.operator, action.agency, note=action.reason,
+                             data={"unit": action.unit, "batch": b.number, "opens_on": b.opens_on.isoformat()},
+                             units=[self._row(action.unit)])
+            self.wake = True
+        return self.coverage()
+
+    @postpone_unit.validator
+    def _check_postpone(self, action: PostponeUnit) -> None:
+        self._manager(action, "推迟督察")
+        if self.state is None:
+            return
+        slot = self.state.units.get(action.unit)
+        if slot is None:
+            _refuse(f"{action.unit} 不在本轮督察中", f"{action.unit} is not in this round")
+        elif slot.status is not UnitStatus.PLANNED:
+            _refuse(f"{action.unit} 的督察已开始或已结束，不能推迟",
+                    f"the inspection of {action.unit} has already started")
+        if action.until is not None and not self._today() < action.until <= self.state.due_on:
+            _refuse(f"推迟日期须在今天之后、截止日期 {self.state.due_on} 之前",
+                    "until must be after today and not after the due date")
+
+    @workflow.update
+    async def pause(self, action: PauseRound) -> Coverage:
+        """暂停: no new unit inspection starts; those in progress go on."""
+        await workflow.wait_condition(lambda: self.state is not None)
+        async with self.lock:
+            self._check_pause(action)
+            self._st.paused, self._st.pause_reason = True, action.reason
+            await self._step("paused", action.operator, action.agency, note=action.reason)
+            await self._refresh()
+        return self.coverage()
+
+    @pause.validator
+    def _check_pause(self, action: PauseRound) -> None:
+        self._manager(action, "暂停")
+        if self.state is not None and self.state.paused:
+            _refuse("本轮督察已暂停", "the round is already paused")
+
+    @workflow.update
+    async def resume(self, action: ResumeRound) -> Coverage:
+        """恢复: waiting units start again."""
+        await workflow.wait_condition(lambda: self.state is not None)
+        async with self.lock:
+            self._check_resume(action)
+            self._st.paused, self._st.pause_reason = False, ""
+            await self._step("resumed", action.operator, action.agency, note=action.note)
+            self.wake = True
+        return self.coverage()
+
+    @resume.validator
+    def _check_resume(self, action: ResumeRound) -> None:
+        self._manager(action, "恢复")
+        if self.state is None or not self.state.paused:
+            _refuse("本轮督察未暂停", "the round is not paused")
+
+    @workflow.query
+    def coverage(self) -> Coverage:
+        st = self._st
+        c = self._counts()
+        per: list[BatchCoverage] = []
+        for i, b in enumerate(st.batches):
+            mine = [u for u in st.units.values() if u.batch == i]
+            per.append(BatchCoverage(
+                number=b.number, opens_on=b.opens_on, opened=b.opened, total=len(mine),
+                planned=sum(u.status is UnitStatus.PLANNED for u in mine),
+                in_progress=sum(u.status is UnitStatus.IN_PROGRESS for u in mine),
+                completed=sum(u.status is UnitStatus.COMPLETED for u in mine),
+                overdue=sum(u.status is UnitStatus.IN_PROGRESS and u.overdue for u in mine),
+                failed=sum(u.status is UnitStatus.FAILED for u in mine)))
+        return Coverage(
+            year=st.year, stage=self._stage(), paused=st.paused, start_on=st.start_on, due_on=st.due_on,
+            max_parallel=st.max_parallel, total=c["total"], planned=c["planned"],
+            in_progress=c["in_progress"], completed=c["completed"], overdue=c["overdue"],
+            failed=c["failed"], not_covered=c["not_covered"], postponed=c["postponed"], added=c["added"],
+            batches=per, gap_escalated=st.gap_escalated, not_covered_units=self._not_covered()[:200],
+            runs=st.runs, history=list(st.history))
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @property
+    def _st(self) -> RoundState:
+        if self.state is None:
+            _refuse("本轮督察尚在计划中，请稍后再试", "the round is still being planned; try again")
+        return self.state
+
+    def _manager(self, action, what: str) -> None:
+        if action.agency not in ROUND_MANAGERS:
+            _refuse(f"只有 {'、'.join(ROUND_MANAGERS)} 可以{what}，{action.agency} 无权操作",
+                    f"only {', '.join(ROUND_MANAGERS)} may do this; {action.agency} may not")
+        if self.finished:
+            _refuse("本轮督察已完成", "the round has completed")
+
+    def _today(self) -> date:
+        return workflow.now().astimezone(CHINA).date()
+
+    def _due_at(self) -> datetime:
+        return _at(self._st.due_on + timedelta(days=1), time(0, 0))
+
+    def _past_due(self) -> bool:
+        return workflow.now() >= self._due_at()
+
+    def _new_batch(self, day: date) -> int:
+        """A batch opening on `day`: an unopened one of that day is reused."""
+        st = self._st
+        for i, b in enumerate(st.batches):
+            if not b.opened and b.opens_on == day:
+                return i
+        st.batches.append(BatchSlot(number=len(st.batches) + 1, opens_on=day))
+        return len(st.batches) - 1
+
+    def _stage(self) -> RoundStage:
+        if self.finished:
+            return RoundStage.COMPLETED
+        if self._st.paused:
+            return RoundStage.PAUSED
+        if self._past_due():
+            return RoundStage.CLOSING
+        return RoundStage.RUNNING
+
+    def _counts(self) -> dict[str, int]:
+        units = self._st.units.values()
+        c = {"total": len(self._st.units), "planned": 0, "in_progress": 0, "completed": 0, "failed": 0,
+             "overdue": 0, "postponed": 0, "added": 0}
+        for u in units:
+            c[u.status.value] += 1
+            c["overdue"] += u.status is UnitStatus.IN_PROGRESS and u.overdue
+            c["postponed"] += bool(u.postponed) and u.status is UnitStatus.PLANNED
+            c["added"] += u.added
+        c["not_covered"] = c["total"] - c["completed"]
+        return c
+
+    def _not_covered(self) -> list[str]:
+        units = self._st.units
+        return sorted((c for c, u in units.items() if u.status is not UnitStatus.COMPLETED),
+                      key=lambda c: units[c].priority)
+
+    def _row(self, code: str) -> RoundUnitRow:
+        u = self._st.units[code]
+        return RoundUnitRow(unit=code, batch=self._st.batches[u.batch].number,
+                            opens_on=self._st.batches[u.batch].opens_on, priority=u.priority,
+                            carried_over=u.carried_over, last_score=u.last_score, postponed=u.postponed,
+                            added=u.added)
+
+    def _snapshot(self) -> RoundSnapshot:
+        st, c = self._st, self._counts()
+        return RoundSnapshot(
+            round_id=workflow.info().workflow_id, year=st.year, stage=self._stage().value,
+            start_on=st.start_on, due_on=st.due_on, batches=len(st.batches), max_parallel=st.max_parallel,
+            total=c["total"], planned=c["planned"], in_progress=c["in_progress"], completed=c["completed"],
+            overdue=c["overdue"], failed=c["failed"], not_covered=c["not_covered"], paused=st.paused,
+            gap_escalated=st.gap_escalated, runs=st.runs, planned_at=st.planned_at,
+            closed_at=workflow.now() if self.finished else None)
+
+    async def _record(self) -> None:
+        await calls.record_round(RecordRound(snapshot=self._snapshot()))
+
+    async def _step(self, event: str, operator: str, agency: str, *, note: str = "",
+                    data: dict | None = None, notify: tuple | None = None, notify_data: dict | None = None,
+                    units: list[RoundUnitRow] | None = None) -> None:
+        """Record one round event: history, ledger (snapshot, event, plan rows), callback."""
+        st = self._st
+        now = workflow.now()
+        seq = st.seq
+        st.seq += 1
+        st.history.append(HistoryEntry(at=now, action=event, operator=operator, agency=agency, note=note[:200]))
+        del st.history[:-HISTORY_KEPT]
+        await calls.record_round(RecordRound(
+            snapshot=self._snapshot(),
+            event=LedgerEvent(seq=seq, event=event, actor=operator, agency=agency, occurred_at=now,
+                              data={"note": note[:500], **(data or {})}),
+            units=units or []))
+        if notify is not None:
+            kind, recipients, summary = notify
+            await calls.notify(seq, kind, recipients, summary,
+                               {"year": st.year, "round_id": workflow.info().workflow_id, **(notify_data or {})})
+
+    async def _refresh(self) -> None:
+        """Search attributes (only when they change: each upsert is a history event) and the
+        Chinese current details."""
+        st, c = self._st, self._counts()
+        stage = self._stage()
+        gap = self._past_due() and c["not_covered"] > 0
+        if gap:
+            colour = "red"
+        elif c["not_covered"] and workflow.now() >= self._due_at() - timedelta(days=30):
+            colour = "yellow"
+        else:
+            colour = "green"
+        shown = (stage, colour, gap)
+        if shown != self.shown:
+            self.shown = shown
+            workflow.upsert_search_attributes([
+                DUCHA_KIND.value_set("round"),
+                DUCHA_YEAR.value_set(st.year),
+                DUCHA_STAGE.value_set(stage.value),
+                DUCHA_AGENCY.value_unset() if self.finished else DUCHA_AGENCY.value_set(COORDINATION_GROUP),
+                DUCHA_DUE_AT.value_unset() if self.finished else DUCHA_DUE_AT.value_set(self._due_at()),
+                DUCHA_OVERDUE.value_set(gap and not self.finished),
+                DUCHA_LIGHT.value_set(colour),
+            ])
+        opened = sum(b.opened for b in st.batches)
+        lines = [f"**{st.year}年度平时督察**（{st.start_on:%m-%d} 至 {st.due_on:%Y-%m-%d}）",
+                 f"阶段：{STAGE_NAMES[stage]}" + (f"（{st.pause_reason}）" if st.paused else ""),
+                 f"单位 {c['total']} 个：已完成 {c['completed']}，督察中 {c['in_progress']}"
+                 f"（逾期 {c['overdue']}），待督察 {c['planned']}，异常 {c['failed']}",
+                 f"批次：已开启 {opened}/{len(st.batches)}，同时督察上限 {st.max_parallel}"]
+        nxt = next((b for b in st.batches if not b.opened), None)
+        if nxt:
+            lines.append(f"下一批：第{nxt.number}批 {nxt.opens_on:%Y-%m-%d}")
+        if st.gap_escalated and st.gap_units:
+            lines.append(f"截止时未覆盖 {len(st.gap_units)} 个单位，已报送依法治县办和执法协调小组")
+        workflow.set_current_details("\n\n".join(lines))
