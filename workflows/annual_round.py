@@ -430,13 +430,13 @@ class AnnualInspectionRound:
             self._check_postpone(action)
             st, today = self._st, self._today()
             slot = st.units[action.unit]
-            not_before = action.until or max(st.batches[slot.batch].opens_on, today) + timedelta(days=1)
+            base = max(st.batches[slot.batch].opens_on, today)
             index, day = later_batch([(b.opens_on, b.opened) for b in st.batches], today=today,
-                                     not_before=not_before, due_on=st.due_on)
+                                     not_before=action.until or base + timedelta(days=1), due_on=st.due_on)
             if index is None:
                 if action.until is None:
-                    day = min(today + timedelta(days=30), st.due_on)
-                if day <= today:
+                    day = min(base + timedelta(days=30), st.due_on)  # a new batch a month later
+                if day <= base:
                     _refuse("截止日期前已没有可推迟的日期", "there is no later day before the due date")
                 index = self._new_batch(day)
             slot.batch, slot.postponed = index, action.reason
@@ -463,6 +463,9 @@ class AnnualInspectionRound:
         if action.until is not None and not self._today() < action.until <= self.state.due_on:
             _refuse(f"推迟日期须在今天之后、截止日期 {self.state.due_on} 之前",
                     "until must be after today and not after the due date")
+        if action.until is not None and slot is not None and action.until <= self.state.batches[slot.batch].opens_on:
+            _refuse("推迟日期须晚于该单位所在批次的开始日期",
+                    "until must be after the opening day of the unit's batch")
 
     @workflow.update
     async def pause(self, action: PauseRound) -> Coverage:
