@@ -17,12 +17,14 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import calls
 from workflows.duty import CHINA
+from workflows.inputs import require
 
 
 @workflow.defn(name="MonthlyClueDigest", failure_exception_types=[ValidationError])
 class MonthlyClueDigest:
     @workflow.run
     async def run(self, start: DigestStart) -> DigestResult:
+        start = require(start, DigestStart)
         if start.month:
             year, month = (int(p) for p in start.month.split("-"))
         else:

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import calls
 from workflows.duty import CHINA, view, watch
 from workflows.escalation import open_discipline_clue
+from workflows.inputs import require, usable
 from workflows.search_attributes import (
     DUCHA_AGENCY,
     DUCHA_DUE_AT,
@@ -109,6 +110,7 @@ class ClueTransfer:
 
     @workflow.run
     async def run(self, start: ClueStart) -> ClueResult:
+        start = require(start, ClueStart)
         today = workflow.now().astimezone(CHINA).date()
         if start.discovered_on > today:
             _refuse(f"发现日期 {start.discovered_on} 晚于今天", "discovered_on is in the future")
@@ -372,6 +374,8 @@ class ClueTransfer:
     @workflow.signal
     def add_note(self, note: Note) -> None:
         """备注: a free note on the clue; kept in the status history."""
+        if not usable(note, Note):
+            return
         self.notes.append(note)
         self.history.append(HistoryEntry(at=workflow.now(), action="note", operator=note.operator,
                                          note=note.text[:200]))

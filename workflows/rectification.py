@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import calls
 from workflows.duty import CHINA, view, watch
 from workflows.escalation import open_discipline_clue
+from workflows.inputs import require, usable
 from workflows.search_attributes import (
     DUCHA_AGENCY,
     DUCHA_DUE_AT,
@@ -106,6 +107,7 @@ class Rectification:
 
     @workflow.run
     async def run(self, start: RectificationStart) -> RectificationResult:
+        start = require(start, RectificationStart)
         self.times["required_at"] = workflow.now()
         workflow.upsert_search_attributes([
             DUCHA_KIND.value_set("rectification"),
@@ -356,6 +358,8 @@ class Rectification:
     @workflow.signal
     def add_note(self, note: Note) -> None:
         """备注."""
+        if not usable(note, Note):
+            return
         self.notes.append(note)
         self.history.append(HistoryEntry(at=workflow.now(), action="note", operator=note.operator,
                                          note=note.text[:200]))
