@@ -39,6 +39,7 @@ def build_activities(
         inspections.round_inputs,
         inspections.record_round,
         inspections.record_inspection,
+        inspections.start_inspections,
         inspections.describe,
         inspections.special_slot,
         inspections.indicators,

@@ -14,16 +14,20 @@ from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ledger import insert_event, upsert_snapshot
 from schemas.inspection import (
     DescribeQuery,
     DescribeResult,
+    InspectionToStart,
     RecordInspection,
     SpecialSlot,
     SpecialSlotQuery,
+    StartedInspections,
+    StartInspections,
 )
 from schemas.risk import IndicatorQuery, IndicatorRow, IndicatorRows, UnitIndicators
 from schemas.round import PlanUnitRow, RecordRound, RoundInputs, RoundInputsQuery
@@ -102,6 +106,31 @@ class InspectionActivities:
                       u.last_score, u.postponed, u.added) for u in req.units],
                 )
         return True
+
+    @activity.defn(name="inspection.start")
+    async def start_inspections(self, req: StartInspections) -> StartedInspections:
+        """Start a wave of unit inspections for the yearly round (see workflows/annual_round.py for
+        why these are not child workflows). A retry, or an id already used, lands in `existing`."""
+        client = self.client or activity.client()
+        limit = asyncio.Semaphore(_DESCRIBE_CONCURRENCY)
+        out = StartedInspections()
+
+        async def one(item: InspectionToStart) -> None:
+            async with limit:
+                try:
+                    await client.start_workflow(
+                        "UnitInspection", item.start, id=item.workflow_id, task_queue=req.task_queue,
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        static_summary=item.summary or None)
+                except WorkflowAlreadyStartedError:
+                    out.existing.append(item.workflow_id)
+                else:
+                    out.started.append(item.workflow_id)
+
+        await asyncio.gather(*(one(i) for i in req.items))
+        out.started.sort()
+        out.existing.sort()
+        return out
 
     @activity.defn(name="inspection.describe")
     async def describe(self, q: DescribeQuery) -> DescribeResult:

@@ -241,6 +241,24 @@ class SpecialSlot(BaseModel):
     open: bool = Field(description="true: this special inspection of the unit is running already")
 
 
+class InspectionToStart(BaseModel):
+    workflow_id: str
+    start: UnitInspectionStart
+    summary: str = ""
+
+
+class StartInspections(BaseModel):
+    """A wave of the yearly round's unit inspections, started by the `inspection.start` activity."""
+
+    task_queue: str
+    items: list[InspectionToStart] = Field(max_length=100)
+
+
+class StartedInspections(BaseModel):
+    started: list[str] = Field(default_factory=list)
+    existing: list[str] = Field(default_factory=list, description="the id was taken already (REJECT_DUPLICATE)")
+
+
 class DescribeQuery(BaseModel):
     workflow_ids: list[str]
 

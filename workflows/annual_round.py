@@ -6,12 +6,18 @@
            due date with units not covered ─▶ inspection.coverage_gap to law_office and
            coordination_group; the rest are still inspected (closing) until none is left
 
-Children are started with ParentClosePolicy.ABANDON and report back by the signal
-`inspection_progress` (the round continues as new along the year, so its run changes; a signal by
-workflow id always reaches the current run). A weekly describe check catches a child that ended
-without reporting (terminated by an operator, failed before it could say so, or started by someone
-else under the same id). The round's whole state travels in its input across continue-as-new,
-which happens every CAN_AFTER_STARTS children, or earlier when the history grows.
+Unit inspections are started in waves by the `inspection.start` activity (REJECT_DUPLICATE: an id
+taken already counts as in progress and is checked at once) rather than as child workflows: the
+round continues as new along the year, and
+- a unit inspection must outlive the run that started it (what ParentClosePolicy.ABANDON would
+  give), while the run's history should not carry three child events per unit;
+- the time-skipping test server stops skipping time for children whose parent continued as new
+  (temporalio/sdk-java#1539), so a child-based round cannot be tested over a year.
+Each inspection reports back by the signal `inspection_progress` (sent by workflow id, so it
+reaches the current run). A weekly describe check catches one that ended without reporting
+(terminated by an operator, failed before it could say so, or started by someone else under the
+same id). The round's whole state travels in its input across continue-as-new, which happens every
+CAN_AFTER_STARTS inspections started, or earlier when the history grows.
 
 Started by schedule `annual-inspection` with `{"year": null}`: the year is the scheduled start
 time's year in Asia/Shanghai, and the scheduled run starts the round under its conventional id
@@ -43,7 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from schemas.inspection import (
         DescribeQuery,
         InspectionProgress,
+        InspectionToStart,
         Kind,
+        StartInspections,
         Trigger,
         TriggerType,
         UnitInspectionStart,
@@ -83,7 +91,8 @@ from workflows.search_attributes import (
 )
 
 COORDINATION_GROUP = AgencyCode.COORDINATION_GROUP.value
-CAN_AFTER_STARTS = 250  # children started per run before continuing as new
+CAN_AFTER_STARTS = 500  # unit inspections started per run before continuing as new
+START_WAVE = 100  # unit inspections started by one activity
 CAN_AFTER_EVENTS = 4000  # or when the run's history grows past this
 RECONCILE_EVERY = timedelta(days=7)
 BATCH_OPENS_AT = time(9, 0)
@@ -119,8 +128,7 @@ class AnnualInspectionRound:
         self.finished = False
         self.started_this_run = 0
         self.check_now: set[str] = set()
-        self.alarm: asyncio.Task | None = None
-        self.alarm_at: datetime | None = None
+        self.alarms: dict[datetime, asyncio.Task] = {}
         self.shown: tuple | None = None
 
     # --- the process ---------------------------------------------------------------------
@@ -220,7 +228,6 @@ class AnnualInspectionRound:
             await self._step("completed", "系统", COORDINATION_GROUP,
                              data={"completed": c["completed"], "not_covered": c["not_covered"]})
             await self._refresh()
-        self._set_alarm(None)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return RoundResult(workflow_id=workflow.info().workflow_id, year=st.year, total=len(st.units),
                            completed=c["completed"], not_covered=self._not_covered(), runs=st.runs)
@@ -258,29 +265,29 @@ class AnnualInspectionRound:
             slot.overdue = False
             base = f"inspection-{st.year}-routine-{code}"
             slot.workflow_id = base if slot.attempts == 1 else f"{base}-{slot.attempts}"
-        await asyncio.gather(*(self._start_child(code) for code in take))
+        # Started through an activity in waves of START_WAVE (see the module docstring).
+        items = [self._to_start(code) for code in take]
+        waves = [items[i:i + START_WAVE] for i in range(0, len(items), START_WAVE)]
+        results = await asyncio.gather(*(calls.start_inspections(
+            StartInspections(task_queue=workflow.info().task_queue, items=wave)) for wave in waves))
+        for r in results:
+            # Taken already (an operator, or a retry of this wave): in progress, and checked at once.
+            self.check_now.update(r.existing)
         self.started_this_run += len(take)
         st.started += len(take)
         if st.next_reconcile_at is None:
             st.next_reconcile_at = workflow.now() + RECONCILE_EVERY
 
-    async def _start_child(self, code: str) -> None:
+    def _to_start(self, code: str) -> InspectionToStart:
         st = self._st
         slot = st.units[code]
         assert slot.workflow_id is not None
-        child = UnitInspectionStart(
-            unit=code, year=st.year, kind=Kind.ROUTINE, lead=AgencyCode.COORDINATION_GROUP,
-            trigger=Trigger(type=TriggerType.ANNUAL, ref=workflow.info().workflow_id), focus=slot.focus)
-        try:
-            await workflow.start_child_workflow(
-                "UnitInspection", child, id=slot.workflow_id,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"{st.year}年度平时督察：{code}（第{st.batches[slot.batch].number}批）")
-        except WorkflowAlreadyStartedError:
-            # Running or finished already (an operator, or an earlier round run): counted as in
-            # progress and checked at once.
-            self.check_now.add(slot.workflow_id)
+        return InspectionToStart(
+            workflow_id=slot.workflow_id,
+            start=UnitInspectionStart(
+                unit=code, year=st.year, kind=Kind.ROUTINE, lead=AgencyCode.COORDINATION_GROUP,
+                trigger=Trigger(type=TriggerType.ANNUAL, ref=workflow.info().workflow_id), focus=slot.focus),
+            summary=f"{st.year}年度平时督察：{code}（第{st.batches[slot.batch].number}批）")
 
     async def _reconcile_if_due(self) -> None:
         st = self._st
@@ -347,14 +354,13 @@ class AnnualInspectionRound:
         return min(times) if times else None
 
     def _set_alarm(self, at: datetime | None) -> None:
-        """One durable timer for the next thing to do; kept while that time does not change
-        (signals from children then cost no timer events)."""
-        if at == self.alarm_at and self.alarm is not None and not self.alarm.done():
-            return
-        if self.alarm is not None and not self.alarm.done():
-            self.alarm.cancel()
-        self.alarm, self.alarm_at = None, at
-        if at is None:
+        """A durable timer for the next thing to do. Timers are never cancelled (a signal from a
+        child then costs no timer events, and the time-skipping test server strands a run that
+        cancels a timer which fired meanwhile, temporalio/sdk-java#3088): a new one is started only
+        when no pending one rings at or before `at`; one that rings too early just wakes an idle
+        pass of the loop."""
+        self.alarms = {t: task for t, task in self.alarms.items() if not task.done()}
+        if at is None or any(t <= at for t in self.alarms):
             return
         delay = at - workflow.now()
         if delay <= timedelta(0):
@@ -365,7 +371,7 @@ class AnnualInspectionRound:
             await workflow.sleep(delay, summary=f"下一步 {at.astimezone(CHINA):%Y-%m-%d %H:%M}")
             self.wake = True
 
-        self.alarm = asyncio.create_task(ring())
+        self.alarms[at] = asyncio.create_task(ring())
 
     # --- children report back ------------------------------------------------------------
 

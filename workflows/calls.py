@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.registry import LookupPartiesInput, LookupPartiesOutput
+    from activities.registry import AuthorizeInput, LookupPartiesInput, LookupPartiesOutput
     from schemas.calendar import DeadlinePlan, DeadlineRequest
     from schemas.events import EventType, PublishEvent, PublishResult
     from schemas.inspection import (
@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         RecordInspection,
         SpecialSlot,
         SpecialSlotQuery,
+        StartedInspections,
+        StartInspections,
     )
     from schemas.ledger import RecordClue, RecordRectification
     from schemas.risk import IndicatorQuery, IndicatorRows
@@ -117,6 +119,14 @@ async def round_inputs(req: RoundInputsQuery) -> RoundInputs:
     return await _call("inspection.round_inputs", req, RoundInputs, "读取登记册、结转问题和上年评分")
 
 
+async def start_inspections(req: StartInspections) -> StartedInspections:
+    return await business(workflow.execute_activity(
+        "inspection.start", req, result_type=StartedInspections,
+        start_to_close_timeout=timedelta(minutes=2), retry_policy=RETRY,
+        summary=f"启动 {len(req.items)} 个单位的督察",
+    ))
+
+
 async def describe(req: DescribeQuery) -> DescribeResult:
     return await _call("inspection.describe", req, DescribeResult, f"核对 {len(req.workflow_ids)} 个督察流程")
 
@@ -128,3 +138,14 @@ async def special_slot(req: SpecialSlotQuery) -> SpecialSlot:
 async def risk_indicators(req: IndicatorQuery) -> IndicatorRows:
     return await _call("risk.indicators", req, IndicatorRows,
                        f"读取风险指标 {req.first_period}~{req.last_period}")
+
+
+async def authorize(operator: str, agency: str, action: str) -> None:
+    """The operator must be registered for `agency` and hold the role the action needs
+    (rules/permissions.py); a refusal is logged and fails the update with its reason."""
+    await business(workflow.execute_activity(
+        "registry.authorize",
+        AuthorizeInput(operator=operator, agency=agency, action=action,
+                       workflow_id=workflow.info().workflow_id),
+        result_type=bool, start_to_close_timeout=TIMEOUT, retry_policy=RETRY, summary=f"核验操作权限 {action}",
+    ))
