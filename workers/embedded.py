@@ -179,12 +179,15 @@ class TemporalDevServer:
         ui_port: int | None = 8233,
         namespace: str = "default",
         extra_args: Sequence[str] = (),
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.db_file = db_file
         self.port = port
         self.ui_port = ui_port
         self.namespace = namespace
         self.extra_args = list(extra_args)
+        # The Web UI decodes/encodes payloads in the browser through this codec server.
+        self.ui_codec_endpoint = ui_codec_endpoint
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -201,6 +204,8 @@ class TemporalDevServer:
             cmd += ["--headless"]
         else:
             cmd += ["--ui-port", str(self.ui_port)]
+            if self.ui_codec_endpoint:
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         for name, kind in CLI_TYPES.items():
             cmd += ["--search-attribute", f"{name}={kind}"]
         return cmd + self.extra_args

@@ -6,14 +6,21 @@ start with one line that names the variable (see `load_settings`).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CODEC_KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CODEC_KEY_BYTES = 32  # AES-256
 
 
 class SettingsError(SystemExit):
@@ -51,6 +58,17 @@ class Settings(BaseSettings):
         default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
     )
     callback_timeout_seconds: float = Field(10.0, gt=0)
+    # Payload encryption (workers/codec.py, docs/deployment.md "Encryption and the codec server").
+    # DUCHA_CODEC_KEYS: JSON object {"key-id": "<base64 of 32 random bytes>", ...}; every key
+    # listed decrypts, DUCHA_CODEC_KEY_ID names the one that encrypts. Unset: the key file.
+    codec_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    codec_key_id: str = Field("", validate_default=True)
+    # {"active": "<key id>", "keys": {...}}; empty means `{data_dir}/codec-keys.json`, which
+    # `ducha up` creates (mode 0600) when no key is configured.
+    codec_keys_file: Path | None = None
+    # Browser origins allowed to call the codec server; empty means the embedded Web UI
+    # (http://127.0.0.1:{ui_port} and http://localhost:{ui_port}).
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -76,6 +94,64 @@ class Settings(BaseSettings):
             raise ValueError("must be host:port")
         return value
 
+    @field_validator("codec_keys", mode="before")
+    @classmethod
+    def _codec_keys_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError('must be a JSON object {"key-id": "<base64 32 bytes>"}') from None
+            if not isinstance(value, dict):
+                raise ValueError('must be a JSON object {"key-id": "<base64 32 bytes>"}')
+        return value
+
+    @field_validator("codec_keys")
+    @classmethod
+    def _codec_keys_valid(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key_id, secret in value.items():
+            problem = codec_key_problem(key_id, secret.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("codec_key_id")
+    @classmethod
+    def _codec_active_key(cls, value: str, info: ValidationInfo) -> str:
+        keys = info.data.get("codec_keys")
+        if keys is None:  # DUCHA_CODEC_KEYS itself was invalid and is reported
+            return value
+        if keys and value not in keys:
+            known = ", ".join(sorted(keys))
+            raise ValueError(f"must name one of the keys in DUCHA_CODEC_KEYS ({known})")
+        if value and not keys:
+            raise ValueError("is set but DUCHA_CODEC_KEYS is empty")
+        return value
+
+    @field_validator("codec_cors_origins", mode="before")
+    @classmethod
+    def _origins_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return []
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError('must be a JSON list such as ["https://ui.example.gov.cn"]') from None
+        return value
+
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _origins_valid(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if (parts.scheme not in ("http", "https") or not parts.hostname
+                    or parts.path not in ("", "/") or parts.query or parts.fragment):
+                raise ValueError(f"{origin!r} is not an origin like https://host[:port]")
+        return [origin.rstrip("/") for origin in value]
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -88,6 +164,19 @@ class Settings(BaseSettings):
     def postgres_url(self) -> str:
         """The URL to connect to: the configured one, or the embedded server's."""
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/ducha"
+
+
+def codec_key_problem(key_id: str, encoded: str) -> str | None:
+    """Why (key id, base64 key) is not a usable AES-256 key, or None; never echoes the key."""
+    if not CODEC_KEY_ID_PATTERN.match(key_id):
+        return f"key id {key_id!r} must be 1-64 letters, digits, '.', '_' or '-'"
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return f"key {key_id!r} is not valid base64"
+    if len(raw) != CODEC_KEY_BYTES:
+        return f"key {key_id!r} must be base64 of exactly {CODEC_KEY_BYTES} bytes, not {len(raw)}"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

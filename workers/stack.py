@@ -1,8 +1,11 @@
 """`ducha up`: the whole service on one machine, in one foreground process tree.
 
-Children (PostgreSQL, Temporal dev server + Web UI, demo callback receiver) are started in order,
-the worker runs in this process, and SIGINT/SIGTERM stops everything in reverse order.
-Data lives under DUCHA_DATA_DIR (default `.data/`), so a second `ducha up` finds it again.
+Children (PostgreSQL, codec server, Temporal dev server + Web UI, demo callback receiver) are
+started in order, the worker runs in this process, and SIGINT/SIGTERM stops everything in reverse
+order. Data lives under DUCHA_DATA_DIR (default `.data/`), so a second `ducha up` finds it again.
+Payloads are encrypted (workers/codec.py): without DUCHA_CODEC_KEYS the first `ducha up` creates
+a key in `.data/codec-keys.json`, and the Web UI reads and writes plain JSON through the codec
+server.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from workers.codec import ensure_local_keys
 from workers.embedded import EmbeddedPostgres, TemporalDevServer, stop_process, wait_for_port
 from workers.logging import configure_logging
 from workers.settings import Settings
@@ -37,6 +41,9 @@ def run_stack(s: Settings) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
+    key_file, created = ensure_local_keys(s)
+    if created:
+        log.info("payload encryption key created", file=str(key_file))
     # Everything started below is stopped when this block exits, in reverse order.
     with ExitStack() as children:
         if s.embedded_postgres:
@@ -44,9 +51,17 @@ def run_stack(s: Settings) -> int:
             pg.start()
             children.callback(pg.stop)
             log.info("PostgreSQL started", url=pg.url, data=str(pg.pgdata))
+        codec = subprocess.Popen(
+            _ducha("codec-server", "--port", str(s.codec_port)),
+            start_new_session=True,
+        )
+        children.callback(stop_process, codec)
+        wait_for_port("127.0.0.1", s.codec_port, 30, codec)
+
         host, _, port = s.temporal_address.rpartition(":")
         temporal = TemporalDevServer(
-            data_dir / "temporal.db", port=int(port), ui_port=s.ui_port, namespace=s.namespace
+            data_dir / "temporal.db", port=int(port), ui_port=s.ui_port, namespace=s.namespace,
+            ui_codec_endpoint=f"http://127.0.0.1:{s.codec_port}",
         )
         temporal.start(log_file=logs / "temporal.log")
         children.callback(temporal.stop)
@@ -90,6 +105,8 @@ async def _serve(s: Settings) -> None:
         f"  Temporal gRPC     {s.temporal_address}  (namespace {s.namespace}, task queue {s.task_queue})\n"
         f"  PostgreSQL        {s.postgres_url}\n"
         f"  Demo receiver     http://{host}:{s.receiver_port}/hooks/<code>\n"
+        f"  Codec server      http://{host}:{s.codec_port}  (payloads are encrypted; the Web UI "
+        "decrypts through it)\n"
         "  Stop with Ctrl-C; data stays under " + str(s.data_dir) + "\n",
         flush=True,
     )

@@ -1,0 +1,739 @@
+"""Payload encryption (workers/codec.py) and the codec server (workers/codec_server.py).
+
+The codec on its own (round trip, rotation, unknown keys, tampering), its configuration, the codec
+server over real HTTP on 127.0.0.1 (protocol, CORS, namespace), and on the dev server: the raw
+history of a workflow, and of a ClueTransfer with real activities, holds no plaintext of the
+secrets it carries, while the codec (or `temporal workflow show --codec-endpoint`) gives it back.
+Last, `ducha up` end to end: the generated key, `temporal workflow show` raw vs. through the codec
+server, and the Web UI itself in headless Chromium showing the plain input only through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from temporalio import activity, workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.worker import Replayer, Worker
+
+from workers.client import data_converter
+from workers.codec import (
+    ENCODING,
+    KEY_ID_KEY,
+    CodecError,
+    EncryptionCodec,
+    KeyRing,
+    ensure_local_keys,
+    load_keyring,
+)
+from workers.codec_server import start_codec_server, ui_origins
+from workers.embedded import (
+    TemporalDevServer,
+    free_port,
+    port_is_open,
+    temporal_cli_path,
+    wait_for_port,
+)
+from workers.settings import Settings, SettingsError, load_settings
+
+UI = "http://127.0.0.1:8233"
+BIN = Path(sys.executable).parent
+
+
+def china_today() -> date:
+    return datetime.now(timezone(timedelta(hours=8))).date()
+
+
+@pytest.fixture(autouse=True)
+def no_codec_environment(monkeypatch):
+    """Keys exported in the developer's shell must not leak into these tests."""
+    for var in ("DUCHA_CODEC_KEYS", "DUCHA_CODEC_KEY_ID", "DUCHA_CODEC_KEYS_FILE", "DUCHA_CODEC_CORS_ORIGINS"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def codec_settings(**overrides: object) -> Settings:
+    keys = overrides.pop("codec_keys", None) or {"k1": new_key()}
+    key_id = overrides.pop("codec_key_id", None) or next(iter(keys))
+    return Settings(codec_keys=keys, codec_key_id=key_id, ui_port=8233, **overrides)
+
+
+def json_payload(value: object) -> Payload:
+    return pydantic_data_converter.payload_converter.to_payloads([value])[0]
+
+
+def with_converter(client: Client, converter: DataConverter) -> Client:
+    config = client.config()
+    config["data_converter"] = converter
+    return Client(**config)
+
+
+# --- the codec --------------------------------------------------------------------------------
+
+
+async def test_round_trip_hides_the_plaintext_and_restores_it():
+    codec = EncryptionCodec(KeyRing.generate("k1"))
+    original = json_payload({"details": "机密内容：某执法人员 SECRET-roundtrip"})
+    [sealed] = await codec.encode([original])
+    assert sealed.metadata["encoding"] == ENCODING
+    assert sealed.metadata[KEY_ID_KEY] == b"k1"
+    assert b"SECRET-roundtrip" not in sealed.SerializeToString()
+    assert "机密".encode() not in sealed.SerializeToString()
+    assert await codec.decode([sealed]) == [original]
+    [again] = await codec.encode([original])
+    assert again.data[:12] != sealed.data[:12] and again.data != sealed.data, "fresh nonce per payload"
+
+
+async def test_payloads_that_are_not_encrypted_pass_through_decode():
+    codec = EncryptionCodec(KeyRing.generate("k1"))
+    plain = json_payload({"written": "before encryption was turned on"})
+    assert await codec.decode([plain]) == [plain]
+
+
+async def test_rotation_keeps_old_keys_for_reading_and_encrypts_with_the_new_one():
+    old = KeyRing.generate("2025-a")
+    [sealed_old] = await EncryptionCodec(old).encode([json_payload("old secret")])
+    new_key_bytes = os.urandom(32)
+    rotated = EncryptionCodec(KeyRing("2026-b", {**old.keys, "2026-b": new_key_bytes}))
+    assert await rotated.decode([sealed_old]) == [json_payload("old secret")]
+    [sealed_new] = await rotated.encode([json_payload("new secret")])
+    assert sealed_new.metadata[KEY_ID_KEY] == b"2026-b"
+    only_new = EncryptionCodec(KeyRing("2026-b", {"2026-b": new_key_bytes}))
+    assert await only_new.decode([sealed_new]) == [json_payload("new secret")]
+    with pytest.raises(CodecError, match="'2025-a'.*not configured"):
+        await only_new.decode([sealed_old])
+
+
+async def test_unknown_key_id_is_refused_with_a_clear_error():
+    codec = EncryptionCodec(KeyRing.generate("k1"))
+    [sealed] = await codec.encode([json_payload("x")])
+    sealed.metadata[KEY_ID_KEY] = b"nobody"
+    with pytest.raises(CodecError) as info:
+        await codec.decode([sealed])
+    assert "'nobody'" in str(info.value) and "k1" in str(info.value)
+
+
+async def test_tampering_is_detected():
+    ring = KeyRing("k1", {"k1": os.urandom(32), "k2": os.urandom(32)})
+    codec = EncryptionCodec(ring)
+    [sealed] = await codec.encode([json_payload({"outcome": "属实"})])
+    for position in (0, 12, len(sealed.data) - 1):  # nonce, ciphertext, tag
+        flipped = Payload()
+        flipped.CopyFrom(sealed)
+        data = bytearray(sealed.data)
+        data[position] ^= 0x01
+        flipped.data = bytes(data)
+        with pytest.raises(CodecError, match="failed authentication"):
+            await codec.decode([flipped])
+    other_key = Payload()
+    other_key.CopyFrom(sealed)
+    other_key.metadata[KEY_ID_KEY] = b"k2"
+    with pytest.raises(CodecError, match="failed authentication"):
+        await codec.decode([other_key])
+    truncated = Payload()
+    truncated.CopyFrom(sealed)
+    truncated.data = sealed.data[:20]
+    with pytest.raises(CodecError, match="truncated"):
+        await codec.decode([truncated])
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "var"),
+    [
+        ({"DUCHA_CODEC_KEYS": "{not json"}, "DUCHA_CODEC_KEYS"),
+        ({"DUCHA_CODEC_KEYS": '{"k1": "not base64!"}', "DUCHA_CODEC_KEY_ID": "k1"}, "DUCHA_CODEC_KEYS"),
+        ({"DUCHA_CODEC_KEYS": json.dumps({"k1": base64.b64encode(b"16 bytes only!!!").decode()}),
+          "DUCHA_CODEC_KEY_ID": "k1"}, "DUCHA_CODEC_KEYS"),
+        ({"DUCHA_CODEC_KEYS": json.dumps({"k1": new_key()})}, "DUCHA_CODEC_KEY_ID"),
+        ({"DUCHA_CODEC_KEYS": json.dumps({"k1": new_key()}), "DUCHA_CODEC_KEY_ID": "k2"}, "DUCHA_CODEC_KEY_ID"),
+        ({"DUCHA_CODEC_KEY_ID": "k1"}, "DUCHA_CODEC_KEY_ID"),
+        ({"DUCHA_CODEC_CORS_ORIGINS": '["http://ui.example/path"]'}, "DUCHA_CODEC_CORS_ORIGINS"),
+    ],
+)
+def test_bad_key_configuration_names_the_variable(monkeypatch, env, var):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert var in message and "\n" not in message
+    for value in env.values():
+        keys = json.loads(value) if value.startswith('{"') else {}
+        for key in keys.values():
+            assert key not in message, "key material never appears in errors"
+
+
+def test_keys_from_the_environment_are_used_and_never_shown(monkeypatch):
+    old, new = new_key(), new_key()
+    monkeypatch.setenv("DUCHA_CODEC_KEYS", json.dumps({"2025": old, "2026": new}))
+    monkeypatch.setenv("DUCHA_CODEC_KEY_ID", "2026")
+    s = load_settings()
+    assert old not in repr(s) and new not in repr(s) and new not in str(s.model_dump())
+    ring = load_keyring(s)
+    assert ring is not None and ring.active_id == "2026"
+    assert ring.keys == {"2025": base64.b64decode(old), "2026": base64.b64decode(new)}
+    converter = data_converter(s)
+    assert isinstance(converter.payload_codec, EncryptionCodec)
+    assert converter.payload_converter_class is pydantic_data_converter.payload_converter_class
+
+
+def test_without_keys_the_converter_is_plain_pydantic(tmp_path):
+    s = Settings(data_dir=tmp_path)
+    assert load_keyring(s) is None
+    assert data_converter(s) is pydantic_data_converter
+    assert data_converter() is pydantic_data_converter
+
+
+def test_embedded_stack_generates_a_private_key_file_once(tmp_path):
+    s = Settings(data_dir=tmp_path / "data")
+    path, created = ensure_local_keys(s)
+    assert created and path == tmp_path / "data" / "codec-keys.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = path.read_text()
+    assert ensure_local_keys(s) == (path, False) and path.read_text() == first
+    ring = load_keyring(s)
+    assert ring is not None and len(ring.keys[ring.active_id]) == 32
+    assert isinstance(data_converter(s).payload_codec, EncryptionCodec)
+    assert [p.name for p in path.parent.iterdir()] == ["codec-keys.json"], "no temporary files left"
+    # configured keys win: nothing is generated
+    configured = Settings(data_dir=tmp_path / "other", codec_keys={"k": new_key()}, codec_key_id="k")
+    assert ensure_local_keys(configured) == (None, False)
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_bad_key_file_names_the_variable(tmp_path):
+    bad = tmp_path / "keys.json"
+    bad.write_text(json.dumps({"active": "missing", "keys": {"k1": new_key()}}))
+    with pytest.raises(SettingsError, match="DUCHA_CODEC_KEYS_FILE: .*keys.json.*active"):
+        load_keyring(Settings(codec_keys_file=bad))
+    bad.write_text("{")
+    with pytest.raises(SettingsError, match="DUCHA_CODEC_KEYS_FILE: .*not JSON"):
+        load_keyring(Settings(codec_keys_file=bad))
+    with pytest.raises(SettingsError, match="DUCHA_CODEC_KEYS_FILE: .*does not exist"):
+        load_keyring(Settings(codec_keys_file=tmp_path / "absent.json"))
+    good = KeyRing.generate("k9")
+    bad.write_text(good.to_json())
+    assert load_keyring(Settings(codec_keys_file=bad)) == good
+
+
+def test_codec_server_command_refuses_to_start_without_keys(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCHA_")}
+    env["DUCHA_DATA_DIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "workers.cli", "codec-server", "--port", "0"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "DUCHA_CODEC_KEYS" in out.stderr, out.stderr
+
+
+def test_dev_server_ui_is_pointed_at_the_codec_server():
+    server = TemporalDevServer(None, ui_port=8233, ui_codec_endpoint="http://127.0.0.1:8790")
+    cmd = server.command()
+    assert cmd[cmd.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8790"
+    assert "--ui-codec-endpoint" not in TemporalDevServer(None, ui_port=None).command()
+
+
+# --- the codec server over HTTP ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def codec_server():
+    """(base URL, settings) of a codec server on 127.0.0.1 with a fresh key, namespace `default`."""
+    s = codec_settings(namespace="default")
+    server = await start_codec_server(s, 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}", s
+    server.close()
+    await server.wait_closed()
+
+
+def as_proto_json(payloads: list[Payload]) -> dict:
+    from google.protobuf.json_format import MessageToDict
+
+    return {"payloads": [MessageToDict(p) for p in payloads]}
+
+
+def from_proto_json(doc: dict) -> list[Payload]:
+    from google.protobuf.json_format import ParseDict
+    from temporalio.api.common.v1 import Payloads
+
+    return list(ParseDict(doc, Payloads()).payloads)
+
+
+async def post(url: str, body: object, **headers: str) -> httpx.Response:
+    headers = {"Content-Type": "application/json", "X-Namespace": "default", **headers}
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        return await http.post(url, content=json.dumps(body), headers=headers)
+
+
+async def test_encode_then_decode_returns_the_original(codec_server):
+    base, s = codec_server
+    original = [json_payload({"details": "机密内容 SECRET-http"}), json_payload(42)]
+    encoded = await post(f"{base}/encode", as_proto_json(original))
+    assert encoded.status_code == 200 and encoded.headers["content-type"] == "application/json"
+    sealed = from_proto_json(encoded.json())
+    assert [p.metadata[KEY_ID_KEY] for p in sealed] == [b"k1", b"k1"]
+    assert "SECRET-http" not in encoded.text
+    decoded = await post(f"{base}/decode", encoded.json())
+    assert decoded.status_code == 200
+    assert from_proto_json(decoded.json()) == original
+    # the protocol looks only at the last path segment; the same codec decodes in-process too
+    nested = await post(f"{base}/ducha/default/decode", encoded.json())
+    assert from_proto_json(nested.json()) == original
+    assert await EncryptionCodec(load_keyring(s)).decode(sealed) == original
+    empty = await post(f"{base}/decode", {"payloads": []})
+    assert empty.json() == {"payloads": []}
+
+
+async def test_cors_is_limited_to_the_web_ui_origin(codec_server):
+    base, s = codec_server
+    assert ui_origins(s) == [UI, "http://localhost:8233"]
+    body = as_proto_json([json_payload("x")])
+    allowed = await post(f"{base}/encode", body, Origin=UI)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == UI
+    assert "Origin" in allowed.headers["vary"]
+    other = await post(f"{base}/encode", body, Origin="http://evil.example")
+    assert other.status_code == 403
+    assert "access-control-allow-origin" not in other.headers
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        preflight = await http.options(f"{base}/decode", headers={
+            "Origin": "http://localhost:8233", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace"})
+        refused = await http.options(f"{base}/decode", headers={
+            "Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:8233"
+    allowed_headers = {h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")}
+    assert {"content-type", "x-namespace"} <= allowed_headers
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert refused.status_code == 403 and "access-control-allow-origin" not in refused.headers
+
+
+def test_configured_origins_replace_the_embedded_ui():
+    s = codec_settings(codec_cors_origins=["https://ducha-ui.example.gov.cn/"])
+    assert ui_origins(s) == ["https://ducha-ui.example.gov.cn"]
+
+
+async def test_codec_server_refuses_what_it_must_not_serve(codec_server):
+    base, s = codec_server
+    body = as_proto_json([json_payload("x")])
+    assert (await post(f"{base}/encode", body, **{"X-Namespace": "other"})).status_code == 403
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        anonymous = await http.post(f"{base}/encode", json=body)
+    assert anonymous.status_code == 400 and "X-Namespace" in anonymous.text
+    assert (await post(f"{base}/other", body)).status_code == 404
+    assert (await post(f"{base}/decode", {"payloads": "no"})).status_code == 400
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        assert (await http.get(f"{base}/decode")).status_code == 405
+        not_json = await http.post(f"{base}/decode", content=b"{",
+                                   headers={"Content-Type": "application/json", "X-Namespace": "default"})
+        assert not_json.status_code == 400 and "not JSON" in not_json.text
+        text = await http.post(f"{base}/decode", content=json.dumps(body),
+                               headers={"Content-Type": "text/plain", "X-Namespace": "default"})
+        assert text.status_code == 415
+    foreign = EncryptionCodec(KeyRing.generate("elsewhere"))
+    unknown = await post(f"{base}/decode", as_proto_json(await foreign.encode([json_payload("x")])))
+    assert unknown.status_code == 400 and "'elsewhere'" in unknown.text
+
+
+# --- on the dev server: raw history vs decoded --------------------------------------------------
+
+
+@activity.defn(name="codec_test_echo")
+async def echo(text: str) -> str:
+    return f"echo {text}"
+
+
+@workflow.defn(name="CodecSecretKeeper", sandboxed=False)
+class SecretKeeper:
+    """Carries a secret through every kind of payload: input, memo, activity, signal, update,
+    query and result."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.finished = False
+
+    @workflow.run
+    async def run(self, secret: str) -> str:
+        echoed = await workflow.execute_activity(echo, secret, start_to_close_timeout=timedelta(seconds=30))
+        workflow.upsert_memo({"echoed": echoed})
+        await workflow.wait_condition(lambda: self.finished)
+        return f"{echoed} | {' | '.join(self.notes)}"
+
+    @workflow.signal
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    @workflow.update
+    def finish(self, text: str) -> str:
+        self.notes.append(text)
+        self.finished = True
+        return f"finished with {text}"
+
+    @workflow.query
+    def seen(self) -> list[str]:
+        return list(self.notes)
+
+
+def raw_bytes(history) -> bytes:
+    return b"".join(event.SerializeToString() for event in history.events)
+
+
+async def show(address: str, workflow_id: str, *extra: str) -> str:
+    """`temporal workflow show`, without blocking the loop that serves the codec server."""
+    proc = await asyncio.create_subprocess_exec(
+        temporal_cli_path(), "workflow", "show", "-w", workflow_id, "--address", address,
+        "--detailed", *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_raw_history_holds_no_plaintext_while_the_codec_server_reads_it(dev_env, codec_server):
+    base, s = codec_server
+    secure = with_converter(dev_env.client, data_converter(s))
+    marker = f"SECRET-{uuid.uuid4().hex[:8]}"
+    secret = f"机密线索详情 {marker}"
+    task_queue = f"codec-{uuid.uuid4().hex[:8]}"
+    async with Worker(secure, task_queue=task_queue, workflows=[SecretKeeper], activities=[echo]):
+        handle: WorkflowHandle = await secure.start_workflow(
+            SecretKeeper.run, secret, id=f"codec-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
+            memo={"secret": secret}, static_summary=f"summary {marker}", static_details=f"details {marker}",
+        )
+        await handle.signal(SecretKeeper.note, f"signal {marker}")
+        assert await handle.execute_update(SecretKeeper.finish, f"update {marker}") == f"finished with update {marker}"
+        result = await handle.result()
+        assert result.startswith(f"echo {secret}") and f"signal {marker}" in result
+        assert await handle.query(SecretKeeper.seen) == [f"signal {marker}", f"update {marker}"]
+        assert (await (await handle.describe()).memo())["secret"] == secret
+
+    plain = with_converter(dev_env.client, pydantic_data_converter)
+    raw_handle = plain.get_workflow_handle(handle.id)
+    history = await raw_handle.fetch_history()
+    raw = raw_bytes(history)
+    assert marker.encode() not in raw and "机密".encode() not in raw
+    assert raw.count(ENCODING) >= 6, "input, summary, details, memo, activity, signal, update, result"
+    description = await raw_handle.describe()
+    assert marker.encode() not in description.raw_description.SerializeToString()
+
+    # the codec server turns the raw start event back into the plain input
+    started = history.events[0].workflow_execution_started_event_attributes
+    decoded = await post(f"{base}/decode", as_proto_json(list(started.input.payloads)))
+    [payload] = from_proto_json(decoded.json())
+    assert json.loads(payload.data) == secret
+
+    # what an operator sees: `temporal workflow show` raw, and through the codec server
+    address = dev_env.client.service_client.config.target_host
+    assert marker not in await show(address, handle.id)
+    assert marker in await show(address, handle.id, "--codec-endpoint", base)
+
+    # the history replays with the encrypting converter
+    await Replayer(workflows=[SecretKeeper], data_converter=data_converter(s)).replay_workflow(history)
+
+
+async def test_clue_transfer_details_never_reach_temporal_in_plain_text(dev_env, pool, db_url, receiver, codec_server):
+    from activities import build_activities
+    from activities.calendar import CalendarActivities
+    from schemas.clue import ClueStart, ClueStatus
+    from workflows import ALL_WORKFLOWS
+
+    from .conftest import make_settings
+
+    base, codec_s = codec_server
+    converter = data_converter(codec_s)
+    secure = with_converter(dev_env.client, converter)
+    task_queue = f"codec-clue-{uuid.uuid4().hex[:8]}"
+    settings = make_settings(db_url, task_queue=task_queue, callback_allowlist=["127.0.0.1"])
+    await CalendarActivities(pool, settings).load_dir(settings.calendar_dir)
+    marker = f"SECRET-{uuid.uuid4().hex[:8]}"
+    details = f"机密内容：某执法人员违法处罚 {marker}"
+    note = f"移送说明 NOTE-{marker}"
+    start = ClueStart.model_validate(dict(
+        clue_no=f"C{uuid.uuid4().hex[:8]}", route="to_law_office", source="court",
+        channel="judgment_enforcement", importance="important", discovered_on=china_today().isoformat(),
+        subject_unit="market_regulation", title="执行中发现行政处罚程序违法", details=details,
+        reported_by="杨帆",
+    ))
+    async with httpx.AsyncClient() as http:
+        worker = Worker(secure, task_queue=task_queue, workflows=ALL_WORKFLOWS,
+                        activities=build_activities(pool, settings, secure, http))
+        async with worker:
+            handle = await secure.start_workflow("ClueTransfer", start, id=f"clue-{start.clue_no}",
+                                                 task_queue=task_queue)
+            await handle.signal("add_note", {"operator": "杨帆", "text": note})
+            for _ in range(100):  # the note is in the status once the signal is processed
+                status = await handle.query("status", result_type=ClueStatus)
+                if status.notes:
+                    break
+                await asyncio.sleep(0.1)
+            assert status.title == start.title and any(h.note == note for h in status.history)
+            for _ in range(100):  # the activity that writes the ledger row has run
+                row = await pool.fetchrow("SELECT details FROM clues WHERE clue_no=$1", start.clue_no)
+                if row:
+                    break
+                await asyncio.sleep(0.1)
+            assert row and row["details"] == details, "the ledger keeps the plain details"
+            history = await with_converter(dev_env.client, pydantic_data_converter) \
+                .get_workflow_handle(handle.id).fetch_history()
+            await handle.terminate("test done")
+    raw = raw_bytes(history)
+    assert marker.encode() not in raw, "clue details and notes are ciphertext in Temporal"
+    assert "机密内容".encode() not in raw and start.title.encode() not in raw
+    started = history.events[0].workflow_execution_started_event_attributes
+    decoded = await post(f"{base}/decode", as_proto_json(list(started.input.payloads)))
+    [payload] = from_proto_json(decoded.json())
+    assert json.loads(payload.data)["details"] == details
+    await Replayer(workflows=ALL_WORKFLOWS, data_converter=converter).replay_workflow(history)
+
+
+# --- a real browser: headless Chromium driven over the DevTools protocol --------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+class Browser:
+    """Headless Chromium and a minimal DevTools-protocol client (a WebSocket over asyncio), so a
+    test can load the Web UI as an operator's browser does: same JavaScript, same CORS rules."""
+
+    def __init__(self, profile: Path) -> None:
+        self.profile = profile
+        self.proc: asyncio.subprocess.Process | None = None
+        self.next_id = 0
+
+    async def __aenter__(self) -> Browser:
+        self.proc = await asyncio.create_subprocess_exec(
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        port_file = self.profile / "DevToolsActivePort"
+        content = ""
+        for _ in range(300):
+            try:
+                content = await asyncio.to_thread(port_file.read_text)
+            except FileNotFoundError:
+                content = ""
+            if "\n" in content:
+                break
+            await asyncio.sleep(0.1)
+        port = int(content.split()[0])
+        async with httpx.AsyncClient(trust_env=False) as http:
+            targets = (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
+        ws_url = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
+        path = "/" + ws_url.split("/", 3)[3]
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        assert b" 101 " in head.split(b"\r\n", 1)[0], head
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 20)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+    async def call(self, method: str, **params: object) -> dict:
+        self.next_id += 1
+        data = json.dumps({"id": self.next_id, "method": method, "params": params}).encode()
+        mask = os.urandom(4)
+        n = len(data)
+        size = bytes([0x80 | n]) if n < 126 else (
+            bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else bytes([0x80 | 127]) + n.to_bytes(8, "big"))
+        self.writer.write(b"\x81" + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        await self.writer.drain()
+        while True:  # events arrive in between; wait for our answer
+            message = json.loads(await self._read_message())
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return message["result"]
+
+    async def _read_message(self) -> bytes:
+        chunks = []
+        while True:
+            b0, b1 = await self.reader.readexactly(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = int.from_bytes(await self.reader.readexactly(2), "big")
+            elif n == 127:
+                n = int.from_bytes(await self.reader.readexactly(8), "big")
+            chunk = await self.reader.readexactly(n)
+            if b0 & 0x0F in (0x1, 0x0):  # text, continuation (pings and the like are ignored)
+                chunks.append(chunk)
+                if b0 & 0x80:
+                    return b"".join(chunks)
+
+    async def page_text(self, url: str, wanted: str, timeout: float = 60) -> str:
+        """Open `url`; the page's visible text once it contains `wanted` (or at the timeout)."""
+        await self.call("Page.navigate", url=url)
+        text = ""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline and wanted not in text:
+            await asyncio.sleep(0.5)
+            result = await self.call("Runtime.evaluate", returnByValue=True,
+                                     expression="document.body ? document.body.innerText : ''")
+            text = result["result"].get("value") or ""
+        return text
+
+    async def fetch_status(self, url: str) -> str:
+        """POST {"payloads": []} to `url` from the current page, as the Web UI's code does."""
+        result = await self.call("Runtime.evaluate", awaitPromise=True, returnByValue=True, expression=(
+            f"fetch({json.dumps(url)}, {{method: 'POST', body: JSON.stringify({{payloads: []}}), "
+            "headers: {'Content-Type': 'application/json', 'X-Namespace': 'default'}})"
+            ".then(r => 'status ' + r.status, e => 'blocked ' + e.message)"))
+        return result["result"]["value"]
+
+
+# --- the issue's demonstration, on `ducha up` ----------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_ducha_up_encrypts_and_the_ui_reads_through_its_codec_server(tmp_path):
+    """`ducha up` with no key configured: it creates one, a clue started with `ducha clue new`
+    is ciphertext in `temporal workflow show`, and plain text through the codec server that the
+    Web UI is pointed at."""
+    data_dir = tmp_path / "data"
+    ports = {k: free_port() for k in ("grpc", "ui", "pg", "receiver", "codec")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCHA_")}
+    env.update(DUCHA_DATA_DIR=str(data_dir), DUCHA_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['grpc']}",
+               DUCHA_UI_PORT=str(ports["ui"]), DUCHA_PG_PORT=str(ports["pg"]),
+               DUCHA_RECEIVER_PORT=str(ports["receiver"]), DUCHA_CODEC_PORT=str(ports["codec"]))
+    log = tmp_path / "up.log"
+    proc = subprocess.Popen([str(BIN / "ducha"), "up"], env=env, stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT)
+    codec_url = f"http://127.0.0.1:{ports['codec']}"
+    address = f"127.0.0.1:{ports['grpc']}"
+    try:
+        deadline = time.monotonic() + 180
+        while "is up" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.5)
+        assert f"Codec server      {codec_url}" in log.read_text(errors="replace")
+        key_file = data_dir / "codec-keys.json"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        wait_for_port("127.0.0.1", ports["ui"], 60, proc)
+        ui = f"http://127.0.0.1:{ports['ui']}"
+        with httpx.Client(trust_env=False, timeout=30) as http:
+            assert http.get(f"{ui}/api/v1/settings").json()["Codec"]["Endpoint"] == codec_url
+            preflight = http.options(f"{codec_url}/decode", headers={
+                "Origin": ui, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-namespace"})
+            assert preflight.status_code == 204 and preflight.headers["access-control-allow-origin"] == ui
+
+        marker = f"SECRET-{uuid.uuid4().hex[:8]}"
+        title = "执行中发现行政处罚程序违法"
+        clue_no = f"E{uuid.uuid4().hex[:8]}"
+        workflow_id = f"clue-{clue_no}"
+        start = {"clue_no": clue_no, "route": "to_law_office", "source": "court",
+                 "channel": "judgment_enforcement", "importance": "important",
+                 "discovered_on": china_today().isoformat(), "subject_unit": "market_regulation",
+                 "title": title, "details": f"机密内容 {marker}", "reported_by": "杨帆"}
+
+        def temporal(*args: str) -> str:
+            out = subprocess.run([temporal_cli_path(), *args, "--address", address],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+
+        # an operator types plain JSON; the codec server encrypts it (POST /encode), as in the UI
+        temporal("workflow", "start", "--type", "ClueTransfer", "--task-queue", "ducha",
+                 "-w", workflow_id, "--input", json.dumps(start, ensure_ascii=False),
+                 "--codec-endpoint", codec_url)
+        note = f"备注 NOTE-{marker}"
+        temporal("workflow", "signal", "-w", workflow_id, "--name", "add_note", "--input",
+                 json.dumps({"operator": "杨帆", "text": note}, ensure_ascii=False),
+                 "--codec-endpoint", codec_url)
+        deadline = time.monotonic() + 60
+        while note not in (queried := temporal("workflow", "query", "-w", workflow_id, "--name", "status",
+                                                "--codec-endpoint", codec_url)):
+            assert time.monotonic() < deadline, queried  # the worker decrypted the signal
+            time.sleep(0.5)
+        assert title in queried
+
+        raw = temporal("workflow", "show", "-w", workflow_id, "--detailed")
+        assert marker not in raw and "机密" not in raw and title not in raw
+        assert base64.b64encode(ENCODING).decode() in raw  # "binary/encrypted"
+        decoded = temporal("workflow", "show", "-w", workflow_id, "--detailed", "--codec-endpoint", codec_url)
+        assert f"机密内容 {marker}" in decoded and note in decoded and title in decoded
+
+        # `ducha` commands outside `ducha up` find the generated key through the same settings
+        from schemas.clue import ClueStatus
+        from workers.client import connect
+
+        async def status() -> ClueStatus:
+            s = Settings(data_dir=data_dir, temporal_address=address, ui_port=ports["ui"])
+            client = await connect(s)
+            return await client.get_workflow_handle(workflow_id).query("status", result_type=ClueStatus)
+
+        assert any(h.note == note for h in asyncio.run(status()).history)
+
+        # the Web UI itself, in a real browser: plain text through the codec server, and a page
+        # of another origin is refused by the browser's CORS check
+        assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh"
+        page = f"{ui}/namespaces/default/workflows/{workflow_id}"
+
+        async def browse() -> tuple[str, str, str]:
+            async with Browser(tmp_path / "chromium") as browser:
+                shown = await browser.page_text(page, marker)
+                from_ui = await browser.fetch_status(f"{codec_url}/decode")
+                await browser.call("Page.navigate", url="data:text/html,<p>elsewhere</p>")
+                await asyncio.sleep(1)
+                return shown, from_ui, await browser.fetch_status(f"{codec_url}/decode")
+
+        shown, from_ui, elsewhere = asyncio.run(browse())
+
+        # and the same page once the codec server is gone: ciphertext only
+        [codec_proc] = [c for c in psutil.Process(proc.pid).children(recursive=True)
+                        if "codec-server" in " ".join(c.cmdline())]
+        codec_proc.terminate()  # `ducha up` reaps it only at shutdown: wait for its port instead
+        deadline = time.monotonic() + 20
+        while port_is_open("127.0.0.1", ports["codec"]):
+            assert time.monotonic() < deadline, "codec server did not stop"
+            time.sleep(0.2)
+
+        async def browse_without_codec() -> str:
+            async with Browser(tmp_path / "chromium-no-codec") as browser:
+                return await browser.page_text(page, "Input", timeout=30)
+
+        without = asyncio.run(browse_without_codec())
+        assert f"机密内容 {marker}" in shown and title in shown, shown[-3000:]
+        assert from_ui == "status 200", from_ui
+        assert elsewhere.startswith("blocked"), elsewhere
+        assert workflow_id in without and "Input" in without, without[-3000:]
+        assert marker not in without and "机密" not in without, "without the codec server: ciphertext"
+    finally:
+        proc.send_signal(2)  # SIGINT, as Ctrl-C
+        proc.wait(90)
+    assert proc.returncode == 0, log.read_text(errors="replace")
+    for port in ports.values():
+        assert not port_is_open("127.0.0.1", port), f"port {port} still open after Ctrl-C"
