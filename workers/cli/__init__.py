@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from workers.cli import audit, calendar, callbacks, clue, registry, reports, schedules
+from workers.cli import (
+    audit,
+    calendar,
+    callbacks,
+    clue,
+    indicators,
+    inspection,
+    registry,
+    reports,
+    schedules,
+)
 from workers.cli.common import fail, run, settings
 
 app = typer.Typer(help="法治督察 fazhi-ducha: rule-of-law inspection on Temporal", no_args_is_help=True)
@@ -14,6 +24,8 @@ app.add_typer(calendar.app, name="calendar")
 app.add_typer(callbacks.app, name="callbacks")
 app.add_typer(clue.app, name="clue")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(indicators.app, name="indicators")
+app.add_typer(inspection.app, name="inspection")
 app.command("ledger")(reports.ledger)
 app.command("bulletin")(reports.bulletin)
 

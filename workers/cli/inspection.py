@@ -1,0 +1,131 @@
+"""`ducha inspection ...`: start a unit inspection by hand, show one, show a round's coverage."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import typer
+from pydantic import ValidationError
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from activities.inspections import InspectionActivities
+from schemas.codes import AgencyCode
+from schemas.inspection import (
+    InspectionStatus,
+    Kind,
+    SpecialSlotQuery,
+    TriggerType,
+    UnitInspectionStart,
+)
+from schemas.round import Coverage
+from workers.cli.common import db_pool, fail, run, settings
+from workers.client import connect
+
+app = typer.Typer(help="督察 / unit inspections and the yearly round", no_args_is_help=True)
+CHINA = timezone(timedelta(hours=8))
+
+
+@app.command("start")
+def start(
+    unit: str = typer.Option(..., help="enforcement unit code"),
+    kind: Kind = typer.Option(Kind.SPECIAL),
+    lead: AgencyCode = typer.Option(AgencyCode.LAW_OFFICE, help="joint: discipline or tour_office"),
+    trigger: TriggerType = typer.Option(TriggerType.REQUEST),
+    ref: str = typer.Option("", help="document number or workflow id behind it"),
+    year: int = typer.Option(None, help="default: this year (Asia/Shanghai)"),
+    focus: list[str] = typer.Option(None, help="problem numbers to look at first (repeatable)"),
+) -> None:
+    """Start a UnitInspection; a special one is never opened twice for a unit (the open one is named)."""
+    s = settings()
+    year = year or datetime.now(CHINA).year
+    try:
+        inp = UnitInspectionStart(unit=unit, year=year, kind=kind, lead=lead,
+                                  trigger={"type": trigger, "ref": ref}, focus=focus or [])
+    except ValidationError as exc:
+        fail("输入无效 / invalid input: " + "; ".join(e["msg"] for e in exc.errors()))
+
+    async def go() -> tuple[str, bool]:
+        client = await connect(s)
+        async with db_pool(s) as pool:
+            acts = InspectionActivities(pool, client)
+            if kind is Kind.SPECIAL:
+                slot = await acts.special_slot(SpecialSlotQuery(unit=unit, year=year))
+                if slot.open:
+                    return slot.workflow_id, False
+                candidates = [slot.workflow_id]
+            else:
+                base = f"inspection-{year}-{kind.value}-{unit}"
+                candidates = [base] + [f"{base}-{n}" for n in range(2, 100)]
+            for wid in candidates:
+                try:
+                    await client.start_workflow(
+                        "UnitInspection", inp, id=wid, task_queue=s.task_queue,
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        static_summary=f"{kind.value} 督察 {unit}（{trigger.value}）")
+                    return wid, True
+                except WorkflowAlreadyStartedError:
+                    if kind is Kind.SPECIAL:
+                        return wid, False
+            fail(f"{unit} 本年度 {kind.value} 督察次数过多 / too many {kind.value} inspections of {unit}")
+
+    wid, started = run(go)
+    typer.echo(wid if started else f"{wid} (已有进行中的专项督察 / already open)")
+
+
+@app.command("show")
+def show(workflow_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print an inspection's stage, deadlines, methods and findings."""
+    s = settings()
+
+    async def go() -> InspectionStatus:
+        client = await connect(s)
+        try:
+            return await client.get_workflow_handle(workflow_id).query("status", result_type=InspectionStatus)
+        except (RPCError, WorkflowQueryFailedError) as exc:
+            fail(f"找不到督察 / no such inspection {workflow_id}: {exc}")
+
+    st = run(go)
+    if as_json:
+        typer.echo(json.dumps(st.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{st.year} {st.kind.value} 督察 {st.unit}  牵头 {st.lead}  阶段 {st.stage.value}  "
+               f"灯 {st.light}  责任 {st.responsible or '-'}")
+    for d in st.deadlines:
+        flags = " ".join(f for f, on in (("provisional", d.provisional), ("overdue", d.overdue)) if on)
+        typer.echo(f"  期限 {d.name:16} {d.due_on} {flags}")
+    for m in st.methods:
+        typer.echo(f"  方式 {m.n:3} {m.method.value:18} {m.on} {m.summary[:60]}")
+    for f in st.findings:
+        typer.echo(f"  问题 {f.problem_no:30} {f.list.value:10} {f.category:10} "
+                   f"{f.rectification_id or ''} {f.clue_id or ''}")
+    if st.evaluation:
+        typer.echo(f"  评估 {st.evaluation.score:g} 分 {st.evaluation.grade.value}")
+
+
+@app.command("coverage")
+def coverage(year: int, as_json: bool = typer.Option(False, "--json"),
+             workflow_id: str = typer.Option(None, help="default annual-inspection-{year}")) -> None:
+    """Print the yearly round's coverage (query `coverage`)."""
+    s = settings()
+
+    async def go() -> Coverage:
+        client = await connect(s)
+        wid = workflow_id or f"annual-inspection-{year}"
+        try:
+            return await client.get_workflow_handle(wid).query("coverage", result_type=Coverage)
+        except (RPCError, WorkflowQueryFailedError) as exc:
+            fail(f"找不到年度督察 / no round {wid}: {exc}")
+
+    c = run(go)
+    if as_json:
+        typer.echo(json.dumps(c.model_dump(mode="json"), ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{c.year} 年度平时督察  阶段 {c.stage.value}  单位 {c.total}  已完成 {c.completed}  "
+               f"督察中 {c.in_progress}（逾期 {c.overdue}）  待督察 {c.planned}  未覆盖 {c.not_covered}")
+    for b in c.batches:
+        typer.echo(f"  第{b.number}批 {b.opens_on} {'已开启' if b.opened else '未开启'}  {b.total} 个："
+                   f"完成 {b.completed}，督察中 {b.in_progress}，待 {b.planned}")
