@@ -13,7 +13,7 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from schemas.inspection import InspectionStatus
@@ -43,8 +43,15 @@ async def start_round(env, year: int, *, wid: str | None = None, **extra):
     handle = await environment.client.start_workflow(
         "AnnualInspectionRound", {"year": year, **extra}, id=wid or f"annual-inspection-{year}", task_queue=tq,
         result_type=RoundResult)
-    await wait_for_async(lambda: coverage(handle), lambda c: c.total > 0)
+    await wait_for_async(lambda: planned(handle), lambda c: c is not None and c.total > 0)
     return handle
+
+
+async def planned(handle) -> Coverage | None:
+    try:
+        return await coverage(handle)
+    except WorkflowQueryFailedError:
+        return None  # "still being planned"
 
 
 async def coverage(handle) -> Coverage:

@@ -19,6 +19,8 @@ from temporalio.client import (
 )
 
 from schemas.digest import DigestStart
+from schemas.risk import RiskScanStart
+from schemas.round import RoundStart
 from workers.settings import Settings
 
 
@@ -31,8 +33,28 @@ class Definition:
     note: str
 
 
+def annual_inspection_at(s: Settings) -> tuple[int, int, int, int]:
+    """(month, day, hour, minute) of DUCHA_ANNUAL_INSPECTION_AT ("MM-DD HH:MM", default 01-05 09:00)."""
+    day, _, at = s.annual_inspection_at.partition(" ")
+    month, dom = (int(p) for p in day.split("-"))
+    hour, minute = (int(p) for p in at.split(":"))
+    return month, dom, hour, minute
+
+
 def definitions(s: Settings) -> list[Definition]:
+    month, dom, hour, minute = annual_inspection_at(s)
     return [
+        Definition(
+            "annual-inspection", "AnnualInspectionRound", RoundStart(year=None),
+            ScheduleCalendarSpec(month=[ScheduleRange(month)], day_of_month=[ScheduleRange(dom)],
+                                 hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)]),
+            f"每年{month}月{dom}日 {hour:02d}:{minute:02d} 启动年度平时督察（全覆盖，分批进行）",
+        ),
+        Definition(
+            "risk-scan", "RiskScan", RiskScanStart(period=None),
+            ScheduleCalendarSpec(day_of_month=[ScheduleRange(5)], hour=[ScheduleRange(8)]),
+            "每月5日 08:00 按上月风险指标研判，超过阈值的单位启动专项督察",
+        ),
         Definition(
             "clue-monthly-digest", "MonthlyClueDigest", DigestStart(month=None),
             ScheduleCalendarSpec(day_of_month=[ScheduleRange(1)], hour=[ScheduleRange(8)]),

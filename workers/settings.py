@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import re
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -43,6 +44,8 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     timezone: str = "Asia/Shanghai"
+    # When schedule `annual-inspection` starts the yearly round: "MM-DD HH:MM" in `timezone`.
+    annual_inspection_at: str = "01-05 09:00"
     # Worker
     metrics_port: int = Field(0, ge=0, le=65535, description="0 disables the Prometheus endpoint")
     max_cached_workflows: int = Field(1000, ge=0)
@@ -78,6 +81,18 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("annual_inspection_at")
+    @classmethod
+    def _month_day_time(cls, value: str) -> str:
+        m = re.fullmatch(r"(\d{2})-(\d{2}) (\d{2}):(\d{2})", value.strip())
+        try:
+            month, day, hour, minute = (int(g) for g in m.groups()) if m else (0, 0, 0, 0)
+            date(2023, month, day)  # a day every year has (not 02-29)
+            time(hour, minute)
+        except ValueError:
+            raise ValueError('must be "MM-DD HH:MM", a day every year has, e.g. "01-05 09:00"') from None
+        return value.strip()
 
     @field_validator("database_url")
     @classmethod
