@@ -284,3 +284,27 @@ async def test_clue_outcome_opens_one_special_inspection_per_unit_at_a_time(env,
     assert await open_by_clue(env, unit) == f"{first}-2"
     assert await pool.fetchval("SELECT count(*) FROM inspections WHERE unit=$1 AND kind='special'", unit) == 2
     await assert_replays(special, ALL_WORKFLOWS)
+
+
+async def test_refusal_to_rectify_opens_the_special_inspection(env, pool):
+    environment, tq = env
+    no = f"R{uuid.uuid4().hex[:8]}"
+    h = await environment.client.start_workflow(
+        "Rectification", {"problem_no": no, "unit": "taxation", "origin": {"kind": "manual"}, "list": "individual",
+                          "category": "执法程序", "description": "逾期未整改的问题", "opinion": "立即整改",
+                          "due_in_working_days": 2, "issued_by": "李娜"},
+        id=f"rectification-{no}", task_queue=tq)
+    await wait_for_async(lambda: h.query("status", result_type=RectificationStatus), lambda s: bool(s.deadlines))
+    d = (await h.query("status", result_type=RectificationStatus)).deadlines[0]
+    await environment.sleep(d.escalate_at - await environment.get_current_time() + timedelta(minutes=1))
+    await wait_for_async(lambda: h.query("status", result_type=RectificationStatus), lambda s: s.escalated)
+    st = await h.query("status", result_type=RectificationStatus)
+    special = next(link.workflow_id for link in st.links if link.relation == "special_inspection")
+    assert special.startswith(f"inspection-{(await environment.get_current_time()).year}-special-taxation")
+    inspection = environment.client.get_workflow_handle(special)
+    await wait_for_async(lambda: inspection.query("status", result_type=InspectionStatus), lambda s: bool(s.deadlines))
+    s = await inspection.query("status", result_type=InspectionStatus)
+    assert (s.kind, s.lead, s.trigger.type, s.trigger.ref, s.focus) == (
+        "special", "law_office", "refusal", f"rectification-{no}", [no])
+    await assert_replays(h, ALL_WORKFLOWS)
+    await assert_replays(inspection, ALL_WORKFLOWS)
