@@ -32,6 +32,7 @@ def build_activities(
     return [
         registry.lookup_parties,
         registry.require_parties,
+        registry.authorize,
         calendar.plan_deadline,
         ledger.record_clue,
         ledger.record_rectification,

@@ -4,6 +4,7 @@ Nothing here downloads anything."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import uuid
@@ -24,6 +25,20 @@ from workers.settings import Settings
 from workflows.search_attributes import ALL_KEYS
 
 DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry" / "demo-county.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test (and every `ducha` subprocess it starts) uses a throwaway data dir, so a
+    developer's `.data/` (with its payload-encryption key) never leaks into the tests."""
+    path = tmp_path_factory.mktemp("ducha-data")
+    previous = os.environ.get("DUCHA_DATA_DIR")
+    os.environ["DUCHA_DATA_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("DUCHA_DATA_DIR", None)
+    else:
+        os.environ["DUCHA_DATA_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

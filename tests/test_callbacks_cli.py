@@ -47,7 +47,7 @@ async def ducha(db_url: str, *args: str, **env: str) -> Done:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers.cli", *args,
         env={"DUCHA_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
-             **env},
+             "DUCHA_DATA_DIR": os.environ["DUCHA_DATA_DIR"], **env},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 90)
@@ -74,7 +74,7 @@ async def demo_receiver(db_url: str, loaded) -> AsyncIterator[DemoReceiver]:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers.cli", "receiver", "--port", str(port),
-        env={"DUCHA_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"},
+        env={"DUCHA_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin", "DUCHA_DATA_DIR": os.environ["DUCHA_DATA_DIR"]},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 30)

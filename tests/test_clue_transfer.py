@@ -362,3 +362,18 @@ async def test_loading_an_official_year_recomputes_provisional_deadlines(env, po
     await wait_for(lambda: any(r.type == "clue.deadline_recomputed" and r.body["data"]["clue_no"] == inp.clue_no
                                for r in receiver.received))
     await assert_replays(h, ALL_WORKFLOWS)
+
+
+async def test_operators_must_be_registered_for_the_agency_they_act_for(env, pool):
+    _, h = await start(env)
+    reason = await refused(h, "transfer", operator="张三", agency="court")
+    assert "not registered" in reason and "未在登记册" in reason
+    reason = await refused(h, "transfer", operator="吴敏", agency="court")  # a justice operator
+    assert "belongs to justice" in reason
+    st = await status(h)
+    assert st.stage == "registered"
+    refusals = await pool.fetch("SELECT operator, action FROM authorization_log WHERE workflow_id=$1 "
+                                "AND NOT allowed ORDER BY id", h.id)
+    assert [(r["operator"], r["action"]) for r in refusals] == [("张三", "clue.transfer"), ("吴敏", "clue.transfer")]
+    await update(h, "transfer", operator="陈国华", agency="court")  # the court's leader may
+    await assert_replays(h, ALL_WORKFLOWS)

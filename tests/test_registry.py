@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from .conftest import DEMO_REGISTRY
 def ducha(db_url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "workers.cli", *args],
-        env={"DUCHA_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"},
+        env={"DUCHA_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin",
+             "DUCHA_DATA_DIR": os.environ["DUCHA_DATA_DIR"]},
         capture_output=True, text=True, timeout=60,
     )
 

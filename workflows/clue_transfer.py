@@ -223,6 +223,7 @@ class ClueTransfer:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._require(action, [self.start.source.value], {Stage.REGISTERED}, "移送", "transfer")
+            await self._authorize(action, "clue.transfer")
             await self._transfer(action.operator, action.agency, action.note)
         return self.status()
 
@@ -236,6 +237,7 @@ class ClueTransfer:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._require(action, [self.start.target.value], {Stage.TRANSFERRED}, "签收", "acknowledge")
+            await self._authorize(action, "clue.acknowledge")
             self._meet("acknowledge")
             self.stage = Stage.HANDLING
             self.timestamps["acknowledged_at"] = workflow.now()
@@ -260,6 +262,7 @@ class ClueTransfer:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._require(action, [self.start.target.value], {Stage.HANDLING}, "报告结果", "report a result on")
+            await self._authorize(action, "clue.report_result")
             self._check_special(action)
             self._meet("handling")
             self.outcome = action
@@ -303,6 +306,7 @@ class ClueTransfer:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._require(action, [self.start.source.value], {Stage.REGISTERED}, "撤回", "withdraw")
+            await self._authorize(action, "clue.withdraw")
             self._meet("transfer")
             self.stage = Stage.WITHDRAWN
             self.timestamps["closed_at"] = workflow.now()
@@ -322,6 +326,7 @@ class ClueTransfer:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_extend(action)
+            await self._authorize(action, "clue.extend_deadline")
             state = self._current()
             assert state is not None
             req = DeadlineRequest(
@@ -403,6 +408,10 @@ class ClueTransfer:
         if self.stage not in stages:
             _refuse(f"线索当前为「{STAGE_NAMES[self.stage]}」，不能{what}",
                     f"cannot {what_en} a clue in stage {self.stage.value}")
+
+    async def _authorize(self, action, name: str) -> None:
+        if workflow.patched("authorize-operators"):
+            await calls.authorize(action.operator, action.agency, name)
 
     def _today(self) -> date:
         return workflow.now().astimezone(CHINA).date()

@@ -240,6 +240,7 @@ class Rectification:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_report(action)
+            await self._authorize(action, "rectification.submit_report")
             self._meet()
             self.stage = Stage.REPORTED
             self.times["reported_at"] = workflow.now()
@@ -260,6 +261,7 @@ class Rectification:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_review(action)
+            await self._authorize(action, "rectification.review")
             if action.decision == "accept":
                 self.stage = Stage.ACCEPTED
                 self.times["accepted_at"] = workflow.now()
@@ -288,6 +290,7 @@ class Rectification:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_lookback(action)
+            await self._authorize(action, "rectification.record_lookback")
             if action.result == "pass":
                 self.stage = Stage.CLOSED
                 self.times["closed_at"] = workflow.now()
@@ -316,6 +319,7 @@ class Rectification:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_extend(action)
+            await self._authorize(action, "rectification.extend_deadline")
             self.extensions += 1
             await self._set_deadline(DeadlineRequest(start=self._today(), due_on=action.new_due_on,
                                                      **self._reminders()),
@@ -390,6 +394,10 @@ class Rectification:
     def _check_new_date(self, new_due_on: date | None) -> None:
         if new_due_on is not None and new_due_on <= self._today():
             _refuse("新整改时限须晚于今天", "new_due_on must be after today")
+
+    async def _authorize(self, action, name: str) -> None:
+        if workflow.patched("authorize-operators"):
+            await calls.authorize(action.operator, action.agency, name)
 
     def _today(self) -> date:
         return workflow.now().astimezone(CHINA).date()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from workers.cli import (
+    annual,
     audit,
     calendar,
     callbacks,
@@ -28,6 +32,8 @@ app.add_typer(indicators.app, name="indicators")
 app.add_typer(inspection.app, name="inspection")
 app.command("ledger")(reports.ledger)
 app.command("bulletin")(reports.bulletin)
+app.add_typer(annual.report_app, name="report")
+app.command("archive")(annual.archive)
 
 
 @app.command()
@@ -87,4 +93,18 @@ def codec_server(
 
 
 def main() -> None:
-    app()
+    """Run the command, then leave without the interpreter's final clean-up: the Temporal
+    client's native runtime can crash while Python tears down (exit 134/139 after the work
+    was done), which would turn a successful command into a failed one."""
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            code = 1
+        else:
+            code = exc.code or 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
