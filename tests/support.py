@@ -7,7 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -84,9 +86,18 @@ class Receiver:
 
 
 async def assert_replays(handle: WorkflowHandle, workflows: list[type]) -> None:
-    """Replay the workflow's recorded history against the current code (non-determinism guard)."""
+    """Replay the workflow's recorded history against the current code (non-determinism guard).
+
+    With DUCHA_CAPTURE_HISTORIES=DIR set, the history is also written there as JSON: that is how
+    the committed fixtures in tests/replay/histories/ are made (docs/replay.md)."""
     history = await handle.fetch_history()
     await Replayer(workflows=workflows, data_converter=pydantic_data_converter).replay_workflow(history)
+    target = os.environ.get("DUCHA_CAPTURE_HISTORIES")
+    if target:
+        description = await handle.describe()
+        path = Path(target) / f"{description.workflow_type}--{handle.id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(history.to_json(), encoding="utf-8")
 
 
 async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1) -> None:
