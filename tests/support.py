@@ -94,8 +94,8 @@ async def assert_replays(handle: WorkflowHandle, workflows: list[type]) -> None:
     await Replayer(workflows=workflows, data_converter=pydantic_data_converter).replay_workflow(history)
     target = os.environ.get("DUCHA_CAPTURE_HISTORIES")
     if target:
-        description = await handle.describe()
-        path = Path(target) / f"{description.workflow_type}--{handle.id}.json"
+        started = history.events[0].workflow_execution_started_event_attributes
+        path = Path(target) / f"{started.workflow_type.name}--{handle.id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(history.to_json(), encoding="utf-8")
 

@@ -22,10 +22,9 @@ import pytest_asyncio
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Worker
 
 from activities.callbacks import (
     MAX_BODY_BYTES,
@@ -50,6 +49,7 @@ from activities.callbacks import (
 from activities.registry import RegistryStore, new_secret
 from schemas.events import EventType, PublishEvent
 from schemas.registry import RegistryFile
+from tests import support
 from workers.settings import Settings
 from workers.yaml_file import load_yaml_model
 from workflows.callback_delivery import CallbackDelivery
@@ -253,8 +253,7 @@ async def attempt_times(handle: WorkflowHandle) -> list[datetime]:
 
 
 async def assert_replays(handle: WorkflowHandle) -> None:
-    history = await handle.fetch_history()
-    await Replayer(workflows=[CallbackDelivery], data_converter=pydantic_data_converter).replay_workflow(history)
+    await support.assert_replays(handle, [CallbackDelivery])
 
 
 # --- delivery ------------------------------------------------------------------------------------

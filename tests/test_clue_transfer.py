@@ -309,9 +309,11 @@ async def test_monthly_digest_sends_one_callback_per_source(env, receiver):
                         source="discipline", channel="supervision_review")
     for h in (ha, hb, hc):
         await wait_for_stage_deadline(h)
-    run = await environment.client.execute_workflow(
+    digest = await environment.client.start_workflow(
         "MonthlyClueDigest", DigestStart(month="2026-12"), id=f"digest-{uuid.uuid4().hex[:6]}",
         task_queue=tq, result_type=DigestResult)
+    run = await digest.result()
+    await assert_replays(digest, ALL_WORKFLOWS)
     assert run.sources_notified >= 2 and run.clues_listed >= 3
     await wait_for(lambda: any(r.type == "clue.monthly_digest" and r.recipient == "discipline"
                                for r in receiver.received))
