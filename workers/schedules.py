@@ -18,6 +18,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from schemas.assessment import AssessmentStart
 from schemas.digest import DigestStart
 from schemas.risk import RiskScanStart
 from schemas.round import RoundStart
@@ -59,6 +60,12 @@ def definitions(s: Settings) -> list[Definition]:
             "clue-monthly-digest", "MonthlyClueDigest", DigestStart(month=None),
             ScheduleCalendarSpec(day_of_month=[ScheduleRange(1)], hour=[ScheduleRange(8)]),
             "每月1日 08:00 向各移送单位汇总当月10日前须移送的一般线索",
+        ),
+        Definition(
+            "annual-assessment", "AnnualAssessment", AssessmentStart(year=None),
+            ScheduleCalendarSpec(month=[ScheduleRange(1)], day_of_month=[ScheduleRange(10)],
+                                 hour=[ScheduleRange(9)]),
+            "每年1月10日 09:00 计算上一年度各单位法治建设绩效考核得分并报县委",
         ),
     ]
 

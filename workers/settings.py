@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     codec_port: int = Field(8790, ge=1, le=65535)
     registry_file: Path = PROJECT_ROOT / "data" / "registry" / "demo-county.yaml"
     calendar_dir: Path = PROJECT_ROOT / "data" / "calendar"
+    # Yearly assessment rubric (docs/assessment.md)
+    assessment_rubric: Path = PROJECT_ROOT / "data" / "assessment" / "rubric.yaml"
     # Callbacks
     callback_allowlist: list[str] = Field(default_factory=list)
     callback_retry_schedule: list[float] = Field(
