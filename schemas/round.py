@@ -156,7 +156,7 @@ class RoundResult(BaseModel):
     not_covered: list[str] = Field(default_factory=list)
     runs: int = 1
     launched: str | None = Field(None, description="started by the schedule: the round it started")
-    already_running: bool = False
+    already_running: bool = Field(False, description="the year's round had been started already (running or finished)")
 
 
 # --- activities -----------------------------------------------------------------------------

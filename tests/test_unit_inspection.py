@@ -90,9 +90,10 @@ async def test_full_chain_starts_rectifications_and_a_discipline_clue(env, pool,
         assert r.stage == "rectifying" and r.deadlines
     assert (await environment.client.get_workflow_handle(result.rectifications[1]).query(
         "status", result_type=RectificationStatus)).list == "common"
-    clue = await environment.client.get_workflow_handle(result.clues[0]).query("status", result_type=ClueStatus)
-    assert (clue.route, clue.source, clue.subject_unit, clue.stage) == (
-        "to_discipline", "coordination_group", UNIT, "transferred")
+    clue_handle = environment.client.get_workflow_handle(result.clues[0])
+    await wait_for_async(lambda: clue_handle.query("status", result_type=ClueStatus), lambda c: c.stage == "transferred")
+    clue = await clue_handle.query("status", result_type=ClueStatus)
+    assert (clue.route, clue.source, clue.subject_unit) == ("to_discipline", "coordination_group", UNIT)
     assert await events(pool, wid) == [
         "started", "self_inspection.submitted", "method.recorded", "method.recorded", "finding.recorded",
         "finding.recorded", "evaluated", "feedback_issued"]
@@ -180,7 +181,9 @@ async def test_joint_inspection_feeds_back_together_with_the_lead(env, receiver,
     await act(h, "evaluate", **team, score=65, grade="fail")
     await act(h, "issue_feedback", **team, opinion="限期整改")
     result = await h.result()
-    clue = await environment.client.get_workflow_handle(result.clues[0]).query("status", result_type=ClueStatus)
+    clue_handle = environment.client.get_workflow_handle(result.clues[0])
+    await wait_for_async(lambda: clue_handle.query("status", result_type=ClueStatus), lambda c: bool(c.history))
+    clue = await clue_handle.query("status", result_type=ClueStatus)
     assert clue.source == clue_source and clue.route == "to_discipline"
     await wait_for(lambda: mine(receiver, wid, "inspection.feedback_issued") == {"natural_resources", lead})
     body = next(r for r in receiver.events("inspection.feedback_issued") if r.body["workflow_id"] == wid).body
@@ -240,59 +243,14 @@ async def test_bad_start_fails_with_a_clear_message(env, overrides, message):
     assert re.search(message, str(info.value.cause)), str(info.value.cause)
 
 
-# --- special inspections opened by route-a clues: never a second open one per unit -------------
-
-
-async def open_by_clue(env, unit: str) -> str:
-    environment, tq = env
-    today = (await environment.get_current_time()).date()
-    no = f"S{uuid.uuid4().hex[:8]}"
-    h = await environment.client.start_workflow(
-        "ClueTransfer", {"clue_no": no, "route": "to_law_office", "source": "procuratorate",
-                         "channel": "public_interest_litigation", "importance": "important",
-                         "discovered_on": today.isoformat(), "subject_unit": unit,
-                         "title": "公益诉讼中发现未履行法定职责", "reported_by": "黄静"},
-        id=f"clue-{no}", task_queue=tq)
-    await wait_for_async(lambda: h.query("status", result_type=ClueStatus), lambda s: bool(s.history))
-    await h.execute_update("transfer", {"operator": "黄静", "agency": "procuratorate"})
-    await h.execute_update("acknowledge", {"operator": "李娜", "agency": "law_office"})
-    await h.execute_update("report_result", {"operator": "李娜", "agency": "law_office", "outcome": "substantiated",
-                                             "summary": "属实，开展专项督察", "open_special_inspection": True})
-    st = await h.query("status", result_type=ClueStatus)
-    await assert_replays(h, ALL_WORKFLOWS)
-    return next(link.workflow_id for link in st.links if link.relation == "special_inspection")
-
-
-async def test_clue_outcome_opens_one_special_inspection_per_unit_at_a_time(env, pool):
-    environment, _ = env
-    unit = "housing"
-    year = (await environment.get_current_time()).year
-    first = await open_by_clue(env, unit)
-    assert first == f"inspection-{year}-special-{unit}"
-    special = environment.client.get_workflow_handle(first)
-    await wait_for_async(lambda: special.query("status", result_type=InspectionStatus),
-                         lambda s: len(s.deadlines) == 2)
-    st = await special.query("status", result_type=InspectionStatus)
-    assert (st.kind, st.lead, st.trigger.type) == ("special", "law_office", "clue")
-    assert await open_by_clue(env, unit) == first, "a second clue links to the open special inspection"
-    # Once it has finished, the next trigger opens a new one with the -2 suffix.
-    await special.execute_update("submit_self_inspection", {"operator": "x", "agency": unit, "summary": "自查"})
-    await special.execute_update("record_method", {**TEAM, "method": "onsite_check", "summary": "现场检查"})
-    await special.execute_update("evaluate", {**TEAM, "score": 70, "grade": "pass"})
-    await special.execute_update("issue_feedback", {**TEAM, "opinion": "整改"})
-    await special.result()
-    assert await open_by_clue(env, unit) == f"{first}-2"
-    assert await pool.fetchval("SELECT count(*) FROM inspections WHERE unit=$1 AND kind='special'", unit) == 2
-    await assert_replays(special, ALL_WORKFLOWS)
-
-
 async def test_refusal_to_rectify_opens_the_special_inspection(env, pool):
     environment, tq = env
     no = f"R{uuid.uuid4().hex[:8]}"
     h = await environment.client.start_workflow(
         "Rectification", {"problem_no": no, "unit": "taxation", "origin": {"kind": "manual"}, "list": "individual",
                           "category": "执法程序", "description": "逾期未整改的问题", "opinion": "立即整改",
-                          "due_in_working_days": 2, "issued_by": "李娜"},
+                          "due_in_working_days": 1, "issued_by": "李娜",
+                          "timings": {"remind_working_days_before": 0, "grace_working_days": 1}},
         id=f"rectification-{no}", task_queue=tq)
     await wait_for_async(lambda: h.query("status", result_type=RectificationStatus), lambda s: bool(s.deadlines))
     d = (await h.query("status", result_type=RectificationStatus)).deadlines[0]

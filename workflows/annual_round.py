@@ -21,7 +21,7 @@ CAN_AFTER_STARTS inspections started, or earlier when the history grows.
 
 Started by schedule `annual-inspection` with `{"year": null}`: the year is the scheduled start
 time's year in Asia/Shanghai, and the scheduled run starts the round under its conventional id
-`annual-inspection-{year}` and ends (a round already running for that year is left alone).
+`annual-inspection-{year}` and ends (a round already started for that year is left alone).
 """
 
 from __future__ import annotations
