@@ -16,6 +16,7 @@ up: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	sh scripts/ensure-chromium.sh
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)

@@ -72,13 +72,14 @@ def csv_tables(data: AnnualReportData) -> dict[str, str]:
 # --- charts (inline SVG) -----------------------------------------------------------------------
 
 
+STEPS = sorted({int(m * 10 ** k) for k in range(7) for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+                if float(m * 10 ** k).is_integer()})
+
+
 def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1
-    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
-        if value <= step * 5:
-            return step * -(-value // step)
-    return value
+    """The top of a count axis: four equal whole-number steps that reach `value`."""
+    step = next((s for s in STEPS if 4 * s >= value), None)
+    return 4 * step if step else value
 
 
 def _text(x: float, y: float, s: object, *, size: int = 12, anchor: str = "middle", color: str = "#333",
@@ -271,7 +272,7 @@ def to_html(d: AnnualReportData) -> str:
                   for x in d.levels], "levels"),
           '<p class="meta">本报告由法治督察系统根据台账自动生成；同一数据见 data.json 及各 CSV 文件。</p>']
     style = (f"body{{font-family:{FONT};max-width:1160px;margin:1.5em auto;color:#222;padding:0 12px}}"
-             "h1{text-align:center;font-size:26px}h2{border-bottom:2px solid #1f5fa8;padding-bottom:4px;margin-top:1.6em}"
+             "h1{text-align:center;font-size:26px}h2{border-bottom:2px solid #8a9bb0;padding-bottom:4px;margin-top:1.6em}"
              "table{border-collapse:collapse;width:100%;margin:.6em 0 1em;font-size:13px}"
              "th,td{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top}"
              "th{background:#eef2f7}table.totals{width:auto;min-width:360px}"

@@ -288,3 +288,16 @@ async def test_a_bad_rubric_fails_without_retrying(pool, db_url, tmp_path, year)
     assert info.value.non_retryable and "rubric.yaml:2" in str(info.value)
     with pytest.raises(ApplicationError, match="callbacks"):
         await acts.publish_scores(PublishScores(year=year, occurred_at=datetime.now(CHINA)))
+
+
+def test_the_schedule_runs_on_10_january_in_shanghai_for_the_year_before(db_url):
+    from workers.schedules import build, definitions
+
+    s = make_settings(db_url)
+    [d] = [d for d in definitions(s) if d.schedule_id == "annual-assessment"]
+    schedule = build(d, s)
+    [cal] = schedule.spec.calendars
+    assert schedule.spec.time_zone_name == "Asia/Shanghai"
+    assert ([r.start for r in cal.month], [r.start for r in cal.day_of_month], [r.start for r in cal.hour]) == (
+        [1], [10], [9])
+    assert schedule.action.workflow == "AnnualAssessment" and d.arg.year is None
