@@ -17,7 +17,10 @@ up: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	sh scripts/ensure-chromium.sh
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not faults"
+
+faults: $(STAMP)
+	$(VENV)/bin/pytest -m faults -s tests/faults
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
