@@ -277,6 +277,12 @@ async def test_a_year_that_has_not_begun_is_refused(env):
     with pytest.raises(WorkflowFailureError) as info:
         await run(env, {"year": future})
     assert "尚未开始" in str(info.value.cause)
+    environment, tq = env
+    handle = await environment.client.start_workflow("AnnualAssessment", None, id="annual-assessment-null",
+                                                     task_queue=tq)
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    assert "AssessmentStart" in str(info.value.cause), "a null input fails clearly instead of retrying"
 
 
 async def test_a_bad_rubric_fails_without_retrying(pool, db_url, tmp_path, year):

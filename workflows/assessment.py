@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import calls
 from workflows.duty import CHINA
+from workflows.inputs import require
 from workflows.search_attributes import DUCHA_KIND, DUCHA_STAGE, DUCHA_YEAR
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
@@ -51,6 +52,7 @@ class AnnualAssessment:
 
     @workflow.run
     async def run(self, start: AssessmentStart) -> AssessmentResult:
+        start = require(start, AssessmentStart)
         now_year = workflow.now().astimezone(CHINA).year
         year = start.year if start.year is not None else self._scheduled_at().astimezone(CHINA).year - 1
         if year > now_year:
