@@ -197,10 +197,15 @@ class RegistryStore:
             party=row["party"] if row else None, roles=list(row["roles"]) if row else None,
             active=bool(row and row["active"]),
         )
+        # One row per decision: a retried activity (same run, same activity id) writes nothing twice.
+        key = None
+        if activity.in_activity():
+            info = activity.info()
+            key = f"{info.workflow_run_id}/{info.activity_id}"
         await self.pool.execute(
-            "INSERT INTO authorization_log (operator, agency, action, workflow_id, allowed, reason) "
-            "VALUES ($1, $2, $3, $4, $5, $6)",
-            req.operator, req.agency, req.action, req.workflow_id, reason is None, reason or "",
+            "INSERT INTO authorization_log (operator, agency, action, workflow_id, allowed, reason, activity_key) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (activity_key) DO NOTHING",
+            req.operator, req.agency, req.action, req.workflow_id, reason is None, reason or "", key,
         )
         if reason is not None:
             raise ApplicationError(reason, type="Unauthorized", non_retryable=True)

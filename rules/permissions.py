@@ -26,7 +26,7 @@ ACTION_ROLES: dict[str, Role] = {
     "inspection.record_finding": Role.INSPECTOR,
     "inspection.evaluate": Role.INSPECTOR,
     "inspection.issue_feedback": Role.INSPECTOR,
-    "round.manage": Role.SUPERVISOR,
+    "round.manage": Role.INSPECTOR,  # the coordination group runs the routine round
 }
 
 

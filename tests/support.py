@@ -131,3 +131,12 @@ async def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> tupl
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def unit_operator(code: str) -> str:
+    """The first registered operator of an agency or unit in the demo registry."""
+    import yaml
+
+    registry_file = Path(__file__).resolve().parent.parent / "data" / "registry" / "demo-county.yaml"
+    registry = yaml.safe_load(registry_file.read_text(encoding="utf-8"))
+    return next(p["operators"][0]["id"] for p in registry["agencies"] + registry["units"] if p["code"] == code)

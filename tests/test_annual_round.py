@@ -20,10 +20,10 @@ from schemas.inspection import InspectionStatus
 from schemas.round import Coverage, RoundResult
 from workflows import ALL_WORKFLOWS
 
-from .support import assert_replays, wait_for, wait_for_async
+from .support import assert_replays, unit_operator, wait_for, wait_for_async
 
 CHINA = timezone(timedelta(hours=8))
-TEAM = {"operator": "李娜", "agency": "coordination_group"}
+TEAM = {"operator": "朱红", "agency": "coordination_group"}  # 执法协调小组's inspector
 _years: list[int] = []
 
 
@@ -81,7 +81,8 @@ async def complete(environment, wid: str, unit: str) -> InspectionStatus:
     h = environment.client.get_workflow_handle(wid)
     st = await child_status(environment, wid)
     if st.stage == "self_inspection":
-        await h.execute_update("submit_self_inspection", {"operator": "联络员", "agency": unit, "summary": "自查完毕"})
+        await h.execute_update("submit_self_inspection", {"operator": unit_operator(unit), "agency": unit,
+                                                          "summary": "自查完毕"})
     await h.execute_update("record_method", {**TEAM, "method": "review_case_files", "summary": "评查案卷", "count": 10})
     await h.execute_update("evaluate", {**TEAM, "score": 85, "grade": "good"})
     await h.execute_update("issue_feedback", {**TEAM, "opinion": "继续规范执法"})

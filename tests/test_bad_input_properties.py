@@ -6,6 +6,7 @@ message; and a workflow that receives such input is never wedged in a workflow-t
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from schemas.clue import Acknowledge, ClueStart, ReportResult, Transfer, Withdra
 from schemas.common import ExtendDeadline, Note
 from schemas.digest import DigestStart
 from schemas.rectification import RecordLookback, RectificationStart, Review, SubmitReport
+from workflows import ALL_WORKFLOWS
 
 MODELS: list[type[BaseModel]] = [
     ClueStart, Transfer, Acknowledge, ReportResult, Withdraw, ExtendDeadline, Note,
@@ -152,4 +154,17 @@ async def test_garbage_updates_and_signals_are_refused_and_the_workflow_carries_
     await handle.signal("add_note", garbage)  # a bad signal is dropped, never fatal
     state = await handle.query("status")
     assert state["stage"] == "rectifying"
+    await _no_task_failures(handle)
+
+
+@pytest.mark.parametrize("workflow_type", sorted(wf.__temporal_workflow_definition.name for wf in ALL_WORKFLOWS))
+@pytest.mark.parametrize("start_input", [None, "not an object", [1, 2]], ids=["null", "string", "list"])
+async def test_every_workflow_refuses_a_non_object_start_input_cleanly(env, workflow_type, start_input):
+    environment, tq = env
+    handle = await environment.client.start_workflow(
+        workflow_type, start_input, id=f"bad-{workflow_type}-{uuid.uuid4().hex[:6]}", task_queue=tq,
+        execution_timeout=timedelta(minutes=5))
+    with pytest.raises(WorkflowFailureError) as info:
+        await handle.result()
+    assert re.search("InvalidInput|missing or unreadable|validation error", str(info.value.cause)), info.value.cause
     await _no_task_failures(handle)

@@ -190,7 +190,7 @@ async def test_unit_inspection_driven_by_the_temporal_cli_ends_with_rectificatio
                                 "--address", address], capture_output=True, text=True).returncode),
         lambda code: code == 0, timeout=30)
     steps = [
-        ("submit_self_inspection", {"operator": "林业局联络员", "agency": "forestry", "summary": "自查报告"}),
+        ("submit_self_inspection", {"operator": "曹志刚", "agency": "forestry", "summary": "自查报告"}),
         ("record_method", {**team, "method": "onsite_check", "summary": "现场检查采伐许可"}),
         ("record_finding", {**team, "description": "采伐许可审批超期", "category": "行政审批", "list": "individual"}),
         ("record_finding", {**team, "description": "案卷文书不规范", "category": "文书规范", "list": "common"}),

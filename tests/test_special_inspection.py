@@ -14,7 +14,7 @@ from schemas.clue import ClueStatus
 from schemas.inspection import InspectionStatus
 from workflows import ALL_WORKFLOWS
 
-from .support import assert_replays, wait_for_async
+from .support import assert_replays, unit_operator, wait_for_async
 
 TEAM = {"operator": "李娜", "agency": "law_office"}
 
@@ -52,7 +52,8 @@ async def test_clue_outcome_opens_one_special_inspection_per_unit_at_a_time(env,
     assert (st.kind, st.lead, st.trigger.type) == ("special", "law_office", "clue")
     assert await open_by_clue(env, unit) == first, "a second clue links to the open special inspection"
     # Once it has finished, the next trigger opens a new one with the -2 suffix.
-    await special.execute_update("submit_self_inspection", {"operator": "x", "agency": unit, "summary": "自查"})
+    await special.execute_update("submit_self_inspection", {"operator": unit_operator(unit), "agency": unit,
+                                                                      "summary": "自查"})
     await special.execute_update("record_method", {**TEAM, "method": "onsite_check", "summary": "现场检查"})
     await special.execute_update("evaluate", {**TEAM, "score": 70, "grade": "pass"})
     await special.execute_update("issue_feedback", {**TEAM, "opinion": "整改"})

@@ -171,10 +171,10 @@ async def test_team_deadline_overdue_is_reported_to_law_office_and_lead(env, poo
 @pytest.mark.parametrize(("lead", "clue_source"), [("discipline", "law_office"), ("tour_office", "tour_office")])
 async def test_joint_inspection_feeds_back_together_with_the_lead(env, receiver, lead, clue_source):
     environment, _ = env
-    team = {"operator": "刘洋", "agency": lead}
+    team = {"operator": {"discipline": "刘洋", "tour_office": "孙丽"}[lead], "agency": lead}
     wid, h = await start(env, unit="natural_resources", kind="joint", lead=lead,
                          trigger={"type": "tour" if lead == "tour_office" else "request", "ref": "联合检查"})
-    await act(h, "submit_self_inspection", operator="赵", agency="natural_resources", summary="自查报告")
+    await act(h, "submit_self_inspection", operator="刘海燕", agency="natural_resources", summary="自查报告")
     await act(h, "record_method", **team, method="visit_public", summary="走访群众20人", count=20)
     await act(h, "record_method", **TEAM, method="random_test", summary="随机抽考执法人员5名", count=5)
     await act(h, "record_finding", **team, **MISCONDUCT)

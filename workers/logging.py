@@ -16,7 +16,10 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: the default "rich" formatter took seconds per error on the worker's
+        # event loop (docs/reliability.md), stalling workflow tasks exactly when errors pile up.
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                           exception_formatter=structlog.dev.plain_traceback)
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -80,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import calls
 from workflows.duty import CHINA
+from workflows.inputs import require, usable
 from workflows.search_attributes import (
     DUCHA_AGENCY,
     DUCHA_DUE_AT,
@@ -122,7 +123,8 @@ class AnnualInspectionRound:
     @workflow.init
     def __init__(self, start: RoundStart) -> None:
         self.start = start
-        self.state: RoundState | None = start.state
+        # A non-object input is refused in run(); until then there is no state to carry.
+        self.state: RoundState | None = start.state if isinstance(start, RoundStart) else None
         self.lock = asyncio.Lock()
         self.wake = False
         self.finished = False
@@ -135,6 +137,7 @@ class AnnualInspectionRound:
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundResult:
+        start = require(start, RoundStart)
         if self.state is None:
             year = start.year or self._scheduled_year()
             canonical = f"annual-inspection-{year}"
@@ -378,7 +381,7 @@ class AnnualInspectionRound:
     @workflow.signal
     def inspection_progress(self, p: InspectionProgress) -> None:
         """From a UnitInspection of this round: overdue, completed or failed."""
-        if self.state is None:
+        if self.state is None or not usable(p, InspectionProgress):
             return
         slot = self.state.units.get(p.unit)
         if slot is None or slot.workflow_id != p.workflow_id:
@@ -400,6 +403,8 @@ class AnnualInspectionRound:
         await workflow.wait_condition(lambda: self.state is not None)
         async with self.lock:
             self._check_add(action)
+            if workflow.patched("authorize-operators"):
+                await calls.authorize(action.operator, action.agency, "round.manage")
             st = self._st
             found = await calls.require_parties([action.unit])
             party = found.found[action.unit]
@@ -434,6 +439,8 @@ class AnnualInspectionRound:
         await workflow.wait_condition(lambda: self.state is not None)
         async with self.lock:
             self._check_postpone(action)
+            if workflow.patched("authorize-operators"):
+                await calls.authorize(action.operator, action.agency, "round.manage")
             st, today = self._st, self._today()
             slot = st.units[action.unit]
             base = max(st.batches[slot.batch].opens_on, today)
@@ -479,6 +486,8 @@ class AnnualInspectionRound:
         await workflow.wait_condition(lambda: self.state is not None)
         async with self.lock:
             self._check_pause(action)
+            if workflow.patched("authorize-operators"):
+                await calls.authorize(action.operator, action.agency, "round.manage")
             self._st.paused, self._st.pause_reason = True, action.reason
             await self._step("paused", action.operator, action.agency, note=action.reason)
             await self._refresh()
@@ -496,6 +505,8 @@ class AnnualInspectionRound:
         await workflow.wait_condition(lambda: self.state is not None)
         async with self.lock:
             self._check_resume(action)
+            if workflow.patched("authorize-operators"):
+                await calls.authorize(action.operator, action.agency, "round.manage")
             self._st.paused, self._st.pause_reason = False, ""
             await self._step("resumed", action.operator, action.agency, note=action.note)
             self.wake = True

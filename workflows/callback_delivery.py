@@ -17,6 +17,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.callbacks import (
         AttemptInput,
         AttemptOutcome,
@@ -28,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
         MarkDeadInput,
     )
 
+from workflows.inputs import require
+
 # One HTTP attempt per activity execution: the retry schedule is this workflow's business.
 ATTEMPT_RETRY = RetryPolicy(maximum_attempts=1)
 # Book-keeping must eventually succeed (PostgreSQL restarts are retried with backoff).
@@ -38,7 +42,7 @@ BOOKKEEPING_RETRY = RetryPolicy(
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
 
 
-@workflow.defn(name="CallbackDelivery")
+@workflow.defn(name="CallbackDelivery", failure_exception_types=[ValidationError])
 class CallbackDelivery:
     def __init__(self) -> None:
         self.attempts = 0
@@ -50,6 +54,7 @@ class CallbackDelivery:
 
     @workflow.run
     async def run(self, inp: DeliveryInput) -> DeliveryOutput:
+        inp = require(inp, DeliveryInput)
         last: AttemptResult | None = None
         retry_after = 0.0
         for index, delay in enumerate(inp.schedule):

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import calls
 from workflows.duty import CHINA
+from workflows.inputs import require
 from workflows.special import open_special_inspection
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
@@ -33,6 +34,7 @@ START_WINDOW = 20  # special inspections started at once
 class RiskScan:
     @workflow.run
     async def run(self, start: RiskScanStart) -> RiskScanResult:
+        start = require(start, RiskScanStart)
         at = workflow.info().typed_search_attributes.get(SCHEDULED_START) or workflow.now()
         period = start.period or previous_period(at.astimezone(CHINA).date())
         first, last = window(period, start.window_months)

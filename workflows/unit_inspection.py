@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import calls
 from workflows.duty import CHINA, view, watch
 from workflows.escalation import transfer_misconduct_clue
+from workflows.inputs import require
 from workflows.search_attributes import (
     DUCHA_AGENCY,
     DUCHA_DUE_AT,
@@ -131,6 +132,7 @@ class UnitInspection:
 
     @workflow.run
     async def run(self, start: UnitInspectionStart) -> InspectionResult:
+        start = require(start, UnitInspectionStart)
         try:
             return await self._run(start)
         except FailureError:
@@ -243,6 +245,7 @@ class UnitInspection:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_submit(action)
+            await self._authorize(action, "inspection.submit_self_inspection")
             self._meet("self_inspection")
             self.stage = Stage.JOINT_INSPECTION
             self.times["self_submitted_at"] = workflow.now()
@@ -262,6 +265,7 @@ class UnitInspection:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_method(action)
+            await self._authorize(action, "inspection.record_method")
             m = MethodView(n=len(self.methods) + 1, method=action.method, summary=action.summary,
                            on=action.on or self._today(), count=action.count, agency=action.agency,
                            operator=action.operator)
@@ -286,6 +290,7 @@ class UnitInspection:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_finding(action)
+            await self._authorize(action, "inspection.record_finding")
             n = len(self.findings) + 1
             row = FindingRow(
                 n=n, problem_no=f"{short_id(workflow.info().workflow_id)}-{n}",
@@ -317,6 +322,7 @@ class UnitInspection:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_evaluate(action)
+            await self._authorize(action, "inspection.evaluate")
             self.evaluation = EvaluationView(score=action.score, grade=action.grade, comments=action.comments,
                                              agency=action.agency, at=workflow.now())
             self.stage = Stage.EVALUATION
@@ -342,6 +348,7 @@ class UnitInspection:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             self._check_feedback(action)
+            await self._authorize(action, "inspection.issue_feedback")
             await asyncio.gather(*(self._rectify(f, action) for f in self.findings))
             await asyncio.gather(*(self._clue(f) for f in self.findings if f.suspected_misconduct))
             self._meet("team")
@@ -430,6 +437,10 @@ class UnitInspection:
 
     def _team(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*INSPECTION_TEAM, self.start.lead.value)))
+
+    async def _authorize(self, action, name: str) -> None:
+        if workflow.patched("authorize-operators"):
+            await calls.authorize(action.operator, action.agency, name)
 
     def _require(self, action, who: tuple[str, ...], stages: set[Stage], what: str) -> None:
         if action.agency not in who:
