@@ -43,7 +43,7 @@ _STATUS = {
     WorkflowExecutionStatus.CONTINUED_AS_NEW: "continued_as_new",
     WorkflowExecutionStatus.TIMED_OUT: "timed_out",
 }
-_DESCRIBE_CONCURRENCY = 20
+_CONCURRENCY = 20
 MAX_SPECIAL_PER_YEAR = 99
 
 
@@ -112,7 +112,7 @@ class InspectionActivities:
         """Start a wave of unit inspections for the yearly round (see workflows/annual_round.py for
         why these are not child workflows). A retry, or an id already used, lands in `existing`."""
         client = self.client or activity.client()
-        limit = asyncio.Semaphore(_DESCRIBE_CONCURRENCY)
+        limit = asyncio.Semaphore(_CONCURRENCY)
         out = StartedInspections()
 
         async def one(item: InspectionToStart) -> None:
@@ -135,7 +135,7 @@ class InspectionActivities:
     @activity.defn(name="inspection.describe")
     async def describe(self, q: DescribeQuery) -> DescribeResult:
         """Where each workflow stands (the round's check on inspections that never reported)."""
-        limit = asyncio.Semaphore(_DESCRIBE_CONCURRENCY)
+        limit = asyncio.Semaphore(_CONCURRENCY)
 
         async def one(wid: str) -> tuple[str, str]:
             async with limit:
