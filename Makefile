@@ -22,6 +22,9 @@ test: $(STAMP)
 faults: $(STAMP)
 	$(VENV)/bin/pytest -m faults -s tests/faults
 
+bench: $(STAMP)
+	$(VENV)/bin/python -m bench
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

@@ -1,0 +1,238 @@
+"""Part 2, fan-out: AnnualInspectionRound over 1,000 / 5,000 / 10,000 enforcement units on the
+time-skipping test server, with the real round, its real activities and PostgreSQL. The unit
+inspections are the scaled-down UnitInspection of the round's own scale test
+(tests/fast_inspection.py: one to five days of skipped time, then the same `inspection_progress`
+report to the round): driving 10,000 real inspections through their four human updates would
+measure the inspections, not the round.
+
+Each scale gets a fresh test server and a fresh worker process; the units are inserted into
+`parties` (kind 'unit') next to the demo registry's. Per scale: wall time, the round's runs
+(continue-as-new) and the largest history among them, the largest payload it wrote (its whole
+state is its continue-as-new input), the unit inspections' history size, the most in flight
+(from the round's histories: the `inspection.start` waves minus the reports; and as operators see
+it, the `coverage` query every half second), the worker's peak RSS and each process's CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from time import perf_counter
+
+import psutil
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from bench.stack import CpuMeter, Stack, WorkerProcess, say, stack
+from workers.embedded import temporal_cli_path
+from workflows.search_attributes import ALL_KEYS
+
+CHINA = timezone(timedelta(hours=8))
+SCALES = (1_000, 5_000, 10_000)
+MAX_PARALLEL = 200  # as the round's own scale test (tests/test_round_scale.py)
+BATCHES = 4
+HISTORY_LIMIT = 10_000
+
+
+def test_server_path() -> str:
+    return shutil.which("temporal-test-server") or str(Path(temporal_cli_path()).with_name("temporal-test-server"))
+
+
+async def add_units(st: Stack, total: int) -> None:
+    """Active enforcement units in `parties` up to `total` (the demo registry's count)."""
+    have = await st.pool.fetchval("SELECT count(*) FROM parties WHERE kind = 'unit' AND active")
+    start = await st.pool.fetchval("SELECT count(*) FROM parties WHERE code LIKE 'fanout_%'")
+    rows = [(f"fanout_{start + i:05d}", f"第{start + i}号执法单位", "township" if i % 3 else "county",
+             {"name": "负责人", "title": "分管领导"}, {"name": "联络员", "title": "法制员"})
+            for i in range(max(0, total - have))]
+    await st.pool.executemany(
+        "INSERT INTO parties (code, kind, name, level, category, leader, liaison, callback_enabled) "
+        "VALUES ($1, 'unit', $2, $3, '综合执法', $4, $5, false)", rows)
+
+
+async def run_histories(client: Client, wid: str, first_run: str) -> list[WorkflowHistory]:
+    """Every run of the round, following continue-as-new."""
+    out = []
+    run_id: str | None = first_run
+    while run_id:
+        h = await client.get_workflow_handle(wid, run_id=run_id).fetch_history()
+        out.append(h)
+        last = h.events[-1]
+        run_id = None
+        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return out
+
+
+def _payload_bytes(payloads) -> int:
+    return sum(len(p.data) for p in payloads.payloads)
+
+
+def round_facts(histories: list[WorkflowHistory]) -> dict:
+    """Largest history and payload, and the most inspections in flight (started minus reported)."""
+    in_flight = peak = started = reported = 0
+    biggest_input = biggest_activity = wft_failures = 0
+    causes: dict[str, int] = {}
+    for h in histories:
+        for e in h.events:
+            et = e.event_type
+            if et == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                a = e.activity_task_scheduled_event_attributes
+                biggest_activity = max(biggest_activity, _payload_bytes(a.input))
+                if a.activity_type.name == "inspection.start":
+                    n = len(json.loads(a.input.payloads[0].data)["items"])
+                    in_flight += n
+                    started += n
+                    peak = max(peak, in_flight)
+            elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                a = e.workflow_execution_signaled_event_attributes
+                if a.signal_name == "inspection_progress":
+                    in_flight -= 1
+                    reported += 1
+            elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+                biggest_input = max(biggest_input, _payload_bytes(e.workflow_execution_started_event_attributes.input))
+            elif et == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                wft_failures += 1
+                cause = WorkflowTaskFailedCause.Name(e.workflow_task_failed_event_attributes.cause)
+                cause = cause.removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+                causes[cause] = causes.get(cause, 0) + 1
+    return {"runs": len(histories), "max_events": max(len(h.events) for h in histories),
+            "run_events": [len(h.events) for h in histories],
+            "inspections_started": started, "inspections_reported": reported, "max_in_flight": peak,
+            "max_state_kb": biggest_input / 1024, "max_activity_input_kb": biggest_activity / 1024,
+            "workflow_task_failures": wft_failures, "workflow_task_failure_causes": causes}
+
+
+def _test_server_pid() -> int | None:
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "temporal-test" in " ".join(child.cmdline()):
+                return child.pid
+    return None
+
+
+async def _sample_in_progress(handle: WorkflowHandle, samples: list[tuple[float, int, int]]) -> None:
+    """Coverage as an operator sees it, every half second while the round runs:
+    (seconds since start, in progress, completed)."""
+    t0 = perf_counter()
+    while True:
+        with contextlib.suppress(Exception):
+            cov = await handle.query("coverage")
+            samples.append((perf_counter() - t0, cov["in_progress"], cov["completed"]))
+        await asyncio.sleep(0.5)
+
+
+async def one_scale(st: Stack, units: int, year: int, timeout: float) -> dict:
+    await add_units(st, units)
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=test_server_path())
+    try:
+        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: key.indexed_value_type for key in ALL_KEYS}))
+        tq = f"bench-fanout-{uuid.uuid4().hex[:6]}"
+        worker = await WorkerProcess(st, {"mode": "fanout", "task_queue": tq,
+                                          "temporal_address": env.client.service_client.config.target_host}
+                                     ).start()
+        meter = CpuMeter(st, worker, _test_server_pid())
+        wid = f"annual-inspection-{year}"
+        samples: list[tuple[float, int, int]] = []
+        try:
+            meter.start()
+            t0 = perf_counter()
+            handle = await env.client.start_workflow(
+                "AnnualInspectionRound", {"year": year, "start_on": date(year, 1, 5).isoformat(),
+                                          "batches": BATCHES, "max_parallel": MAX_PARALLEL},
+                id=wid, task_queue=tq)
+            sampler = asyncio.ensure_future(_sample_in_progress(handle, samples))
+            error = None
+            try:
+                result = await asyncio.wait_for(handle.result(), timeout)
+            except TimeoutError:
+                result, error = None, f"not finished after {timeout:.0f}s"
+            except Exception as exc:  # the round failed: reported, not hidden
+                result, error = None, f"{type(exc).__name__}: {exc}"
+            finally:
+                sampler.cancel()
+            wall = perf_counter() - t0
+            cpu = meter.stop()
+            rss = worker.peak_rss_mb()
+            profile = await worker.read_profile()
+        finally:
+            await worker.stop()
+        histories = await run_histories(env.client, wid, handle.first_execution_run_id or "")
+        facts = round_facts(histories)
+        child_events = []
+        for code in await st.pool.fetch("SELECT code FROM parties WHERE kind = 'unit' AND active "
+                                        "ORDER BY code LIMIT 3"):
+            with contextlib.suppress(Exception):
+                h = await env.client.get_workflow_handle(f"inspection-{year}-routine-{code['code']}").fetch_history()
+                child_events.append(len(h.events))
+    finally:
+        await env.shutdown()
+    completed = result.get("completed") if isinstance(result, dict) else None
+    out = {"units": units, "wall": wall, "error": error,
+           "completed": completed, "worker_peak_rss_mb": rss,
+           "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
+           "child_events": max(child_events) if child_events else None,
+           "coverage_samples": len(samples), "coverage_max_in_progress": max((x[1] for x in samples), default=0),
+           # Planning (reading the registry, planning, recording every unit's row) until the first
+           # inspection is in progress, then the inspections.
+           "planning_s": next((x[0] for x in samples if x[1] or x[2]), wall),
+           "profile_within_s": {k: round(v * profile.get("interval", 0.005), 1)
+                                for k, v in list(profile.get("within", {}).items())[:8]},
+           "profile_top_s": {k: round(v * profile.get("interval", 0.005), 1)
+                             for k, v in list(profile.get("top", {}).items())[:12]},
+           **facts}
+    out["ok"] = (error is None and completed == units and facts["max_events"] <= HISTORY_LIMIT
+                 and 0 < facts["max_in_flight"] <= MAX_PARALLEL and out["coverage_max_in_progress"] <= MAX_PARALLEL)
+    return out
+
+
+def caps_for(seconds: float, scales: tuple[int, ...] = SCALES) -> tuple[float, ...]:
+    """Split the time left between the scales in proportion to their size (after about 8 s of
+    setup and history fetching each), the smallest getting at least 40 s."""
+    left = max(60.0, seconds - 8 * len(scales))
+    first = max(40.0, left * scales[0] / sum(scales))
+    rest = max(30.0, left - first)
+    return (first, *(rest * u / sum(scales[1:]) for u in scales[1:]))
+
+
+async def run(scales: tuple[int, ...] = SCALES, caps: tuple[float, ...] = (90.0, 110.0, 110.0)) -> dict:
+    """Each scale runs until the round completes or its cap (seconds) is reached: make bench has
+    15 minutes for everything. A capped scale is reported with what it did by then; its rate
+    after planning (seconds per 1,000 inspections reported) still shows how the cost grows."""
+    results = []
+    async with stack("fanout", temporal=False) as st:
+        year = datetime.now(CHINA).year + 1
+        for units, cap in zip(scales, caps, strict=False):
+            say(f"fan-out: AnnualInspectionRound over {units:,} units "
+                f"(max_parallel {MAX_PARALLEL}, {BATCHES} batches, time-skipping server, cap {cap:.0f}s)")
+            r = await one_scale(st, units, year, timeout=cap)
+            year += 1
+            results.append(r)
+            done = r["completed"] or r["inspections_reported"]
+            say(f"fan-out: {units:,} units: {done:,} done in {r['wall']:.0f}s, {r['runs']} runs, max history "
+                f"{r['max_events']:,} events, max in flight {r['max_in_flight']}, worker peak RSS "
+                f"{r['worker_peak_rss_mb']:.0f} MB{', ' + r['error'] if r['error'] else ''}")
+    for r in results:
+        done = r["completed"] or r["inspections_reported"]
+        r["done"] = done
+        r["per_1000_units_s"] = 1000 * r["wall"] / max(1, done)
+        r["per_1000_after_planning_s"] = 1000 * max(0.0, r["wall"] - r["planning_s"]) / max(1, done)
+    first = results[0]
+    for r in results:
+        r["per_unit_vs_smallest"] = r["per_1000_after_planning_s"] / max(1e-9, first["per_1000_after_planning_s"])
+        r["planning_vs_smallest"] = r["planning_s"] / max(1e-9, first["planning_s"]) / (r["units"] / first["units"])
+    linear = all(r["per_unit_vs_smallest"] < 1.5 for r in results)
+    return {"scales": results, "max_parallel": MAX_PARALLEL, "batches": BATCHES, "linear": linear,
+            "caps": list(caps),
+            "history_limit": HISTORY_LIMIT, "server": "time-skipping test server"}

@@ -1,0 +1,116 @@
+"""A bench worker in its own process: `python -m bench.worker_proc '<json config>'`.
+
+config: temporal_address, postgres_url, task_queue, profile_path, and
+  mode       "full"   the production worker (workers.worker.build_worker: every workflow and
+                      activity, the same settings and interceptors), plus, when baseline_task_queue
+                      is given, a second worker with the bare baseline (bench.baseline) on it;
+             "fanout" AnnualInspectionRound and CallbackDelivery with real activities, and the
+                      scaled-down UnitInspection of the round's own scale test
+                      (tests/fast_inspection.py) for the unit inspections;
+  settings   extra Settings fields (e.g. max_cached_workflows);
+  tuning     optional, "full" mode only: {"max_concurrent_workflow_tasks": n, "passthrough": [modules]}
+             builds the same worker as build_worker with these two changes (what-if runs).
+
+Prints READY once the workers poll. SIGUSR1 resets the sampling profiler, SIGUSR2 writes its
+counts to profile_path, SIGTERM stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from pathlib import Path
+
+from bench.sampler import Sampler
+
+
+def _write_profile(sampler: Sampler, path: str) -> None:
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps(sampler.snapshot()))
+    tmp.replace(path)
+
+
+async def main(cfg: dict) -> None:
+    from temporalio.worker import Worker
+
+    from activities import build_activities
+    from activities.callbacks import make_http_client
+    from workers.client import connect
+    from workers.db import create_pool
+    from workers.log_context import LogContextInterceptor
+    from workers.logging import configure_logging
+    from workers.settings import Settings
+    from workers.worker import build_worker
+
+    configure_logging("json", cfg.get("log_level", "info"))
+    settings = Settings(database_url=cfg["postgres_url"], temporal_address=cfg["temporal_address"],
+                        task_queue=cfg["task_queue"], callback_allowlist=["127.0.0.1"],
+                        **cfg.get("settings", {}))
+    sampler = Sampler()
+    sampler.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, sampler.reset)
+    loop.add_signal_handler(signal.SIGUSR2, lambda: _write_profile(sampler, cfg["profile_path"]))
+
+    def same_settings(**kw) -> dict:
+        return dict(interceptors=[LogContextInterceptor()],
+                    max_cached_workflows=settings.max_cached_workflows,
+                    max_concurrent_activities=settings.max_concurrent_activities,
+                    graceful_shutdown_timeout=timedelta(seconds=10), **kw)
+
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.postgres_url)
+        stack.push_async_callback(pool.close)
+        http = await stack.enter_async_context(make_http_client(settings))
+        client = await connect(settings)
+        workers: list[Worker] = []
+        tuning = cfg.get("tuning")
+        if cfg["mode"] == "full" and tuning:
+            from temporalio.worker.workflow_sandbox import (
+                SandboxedWorkflowRunner,
+                SandboxRestrictions,
+            )
+
+            from workflows import ALL_WORKFLOWS
+
+            restrictions = SandboxRestrictions.default.with_passthrough_modules(*tuning.get("passthrough", []))
+            workers.append(Worker(
+                client, task_queue=cfg["task_queue"], workflows=ALL_WORKFLOWS,
+                activities=build_activities(pool, settings, client, http),
+                workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+                max_concurrent_workflow_tasks=tuning.get("max_concurrent_workflow_tasks"),
+                **same_settings()))
+        elif cfg["mode"] == "full":
+            workers.append(build_worker(client, pool, settings, http, task_queue=cfg["task_queue"]))
+            if cfg.get("baseline_task_queue"):
+                from bench.baseline import BenchBaseline, noop
+
+                workers.append(Worker(client, task_queue=cfg["baseline_task_queue"],
+                                      workflows=[BenchBaseline], activities=[noop], **same_settings()))
+        elif cfg["mode"] == "fanout":
+            from tests.fast_inspection import FastUnitInspection
+            from workflows.annual_round import AnnualInspectionRound
+            from workflows.callback_delivery import CallbackDelivery
+
+            workers.append(Worker(
+                client, task_queue=cfg["task_queue"],
+                workflows=[AnnualInspectionRound, FastUnitInspection, CallbackDelivery],
+                activities=build_activities(pool, settings, client, http), **same_settings()))
+        else:
+            raise SystemExit(f"unknown mode {cfg['mode']!r}")
+        for w in workers:
+            await stack.enter_async_context(w)
+        print("READY", flush=True)
+        await stop.wait()
+    sampler.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))
