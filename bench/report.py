@@ -271,8 +271,8 @@ def _where(o: dict, sb: dict | None) -> list[str]:
     md += [f"2. **One CallbackDelivery workflow per event and recipient:** {deliveries:.0f} per lifecycle, "
            "each a workflow start, two workflow tasks and an activity on the server: "
            f"{rc.get('temporal', 0) - bc.get('temporal', 0):.0f} ms more Temporal server CPU per lifecycle than the "
-           "baseline (the tuned worker does not change this: "
-           f"{tc.get('temporal', 0) - bc.get('temporal', 0):.0f} ms). This is this layer's design (at-least-once "
+           f"baseline ({tc.get('temporal', 0) - bc.get('temporal', 0):.0f} ms with the tuned worker). "
+           "This is this layer's design (at-least-once "
            "delivery with a durable retry schedule), and it is the part of the cost that remains after tuning.",
            "3. **The activities' own work** (thread time per lifecycle from the profile): "
            + ", ".join(f"{k.removeprefix('activity ')} {v:.0f} ms" for k, v in list(acts.items())[:6])
