@@ -1,10 +1,13 @@
 """Signed callbacks to agencies and units (docs/agencies.md).
 
-`publish` records an event and one delivery per recipient in PostgreSQL, then starts one
-`CallbackDelivery` workflow per recipient with an enabled endpoint, so business workflows never
-wait for HTTP. The delivery workflow owns the retry schedule and calls `deliver_attempt` for
-each single signed POST. Signing secrets are read here, inside the activity, and never travel
-through workflow inputs, outputs or logs.
+`publish` records an event and one delivery per recipient in PostgreSQL, then makes each
+delivery's first signed POST itself (all recipients at once, each bounded by
+`callback_inline_timeout_seconds`, so a business workflow waits seconds at most, never for a
+retry). A delivery that needs a retry is handed to one `CallbackDelivery` workflow, which owns the
+rest of the retry schedule and calls `deliver_attempt` for each single signed POST. Most events
+are delivered at the first attempt and cost no workflow at all (docs/benchmarks.md, overhead).
+Signing secrets are read here, inside the activity, and never travel through workflow inputs,
+outputs or logs.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ USER_AGENT = "fazhi-ducha-callbacks/1"
 CLI_WORKFLOW_ID = "ducha-cli"
 # webhook-id travels in an HTTP header: other ids are replaced by a stable hash (see webhook_id).
 _HEADER_SAFE_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
-_START_CONCURRENCY = 10
+_DELIVER_CONCURRENCY = 10
 
 
 class DeliveryStatus(StrEnum):
@@ -87,6 +90,12 @@ class DeliveryInput(BaseModel):
         min_length=1, description="seconds to wait before each attempt; the first is usually 0"
     )
     attempt_timeout_seconds: float = Field(40.0, gt=0, description="start-to-close of one attempt")
+    previous_attempts: int = Field(
+        0, ge=0, description="attempts made before this workflow (the first one by publish)"
+    )
+    retry_after_seconds: float = Field(
+        0.0, ge=0, description="the previous attempt's Retry-After: the first wait is at least this"
+    )
 
 
 class DeliveryOutput(BaseModel):
@@ -298,7 +307,12 @@ class CallbackActivities:
 
     @activity.defn(name="callbacks.publish")
     async def publish(self, event: PublishEvent) -> PublishResult:
-        """Record the event and its deliveries, then start one delivery workflow per endpoint."""
+        """Record the event and its deliveries, make each delivery's first attempt, and hand
+        each one that needs a retry to its own delivery workflow.
+
+        Safe to run again: a delivery already decided is left alone, one already handed over is
+        only handed over again (the workflow id makes that a no-op), and the first attempt is
+        made only while a delivery has none on record."""
         recipients = list(dict.fromkeys(event.recipients))
         self._check_size(event, recipients)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -313,38 +327,64 @@ class CallbackActivities:
             for code in recipients:
                 reason = _skip_reason(parties.get(code))
                 await conn.execute(
-                    "INSERT INTO callback_deliveries (event_id, recipient, status, last_error, "
-                    "delivery_workflow_id) VALUES ($1, $2, $3, $4, $5) "
-                    "ON CONFLICT (event_id, recipient) DO NOTHING",
+                    "INSERT INTO callback_deliveries (event_id, recipient, status, last_error) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (event_id, recipient) DO NOTHING",
                     event.event_id, code,
-                    DeliveryStatus.SKIPPED if reason else DeliveryStatus.PENDING,
-                    reason, None if reason else delivery_workflow_id(event.event_id, code),
+                    DeliveryStatus.SKIPPED if reason else DeliveryStatus.PENDING, reason,
                 )
             rows = {
                 r["recipient"]: r
                 for r in await conn.fetch(
-                    "SELECT recipient, status, delivery_workflow_id FROM callback_deliveries "
-                    "WHERE event_id = $1 AND recipient = ANY($2::text[])",
+                    "SELECT recipient, status, attempts, delivery_workflow_id "
+                    "FROM callback_deliveries WHERE event_id = $1 AND recipient = ANY($2::text[])",
                     event.event_id, recipients,
                 )
             }
         queued = [c for c in recipients if rows[c]["status"] != DeliveryStatus.SKIPPED]
         skipped = [c for c in recipients if rows[c]["status"] == DeliveryStatus.SKIPPED]
-        # Only deliveries still pending need a workflow; finished ones are never sent again here.
-        pending = [
-            (c, rows[c]["delivery_workflow_id"] or delivery_workflow_id(event.event_id, c))
-            for c in recipients if rows[c]["status"] == DeliveryStatus.PENDING
-        ]
-        limit = asyncio.Semaphore(_START_CONCURRENCY)
+        # Only deliveries still pending are worked on; finished ones are never sent again here.
+        pending = [rows[c] for c in recipients if rows[c]["status"] == DeliveryStatus.PENDING]
+        limit = asyncio.Semaphore(_DELIVER_CONCURRENCY)
 
-        async def start(code: str, workflow_id: str) -> None:
+        async def deliver(row: asyncpg.Record) -> None:
             async with limit:
-                await self._start_delivery(event.event_id, code, workflow_id, event.type)
+                await self._deliver(event, row)
 
-        await asyncio.gather(*(start(c, w) for c, w in pending))
+        await asyncio.gather(*(deliver(r) for r in pending))
         log.info("callback event published", event_id=event.event_id, type=str(event.type),
                  queued=queued, skipped=skipped)
         return PublishResult(event_id=event.event_id, queued=queued, skipped=skipped)
+
+    async def _deliver(self, event: PublishEvent, row: asyncpg.Record) -> None:
+        """One pending delivery of a publish: the first attempt here, the retries in a workflow."""
+        code = row["recipient"]
+        if row["delivery_workflow_id"]:  # handed over by an earlier run of this publish
+            await self._start_delivery(event.event_id, code, row["delivery_workflow_id"], event.type,
+                                       previous_attempts=row["attempts"])
+            return
+        attempts, retry_after = row["attempts"], 0.0
+        if attempts == 0:
+            result = await self._attempt(event.event_id, code, require_enabled=True,
+                                         timeout=self.settings.callback_inline_timeout_seconds)
+            if result.final:
+                return
+            attempts, retry_after = 1, result.retry_after or 0.0
+        await self._hand_over(event, code, attempts, retry_after)
+
+    async def _hand_over(self, event: PublishEvent, code: str, attempts: int, retry_after: float) -> None:
+        """Give a delivery with `attempts` made to its CallbackDelivery workflow, which goes on
+        with the rest of the schedule; with none left it is dead-lettered at once."""
+        if attempts >= len(self.settings.callback_retry_schedule):
+            await self.mark_dead(MarkDeadInput(event_id=event.event_id, recipient=code, attempts=attempts))
+            return
+        workflow_id = delivery_workflow_id(event.event_id, code)
+        await self.pool.execute(
+            "UPDATE callback_deliveries SET delivery_workflow_id = $3, updated_at = now() "
+            "WHERE event_id = $1 AND recipient = $2 AND delivery_workflow_id IS NULL",
+            event.event_id, code, workflow_id,
+        )
+        await self._start_delivery(event.event_id, code, workflow_id, event.type,
+                                   previous_attempts=attempts, retry_after=retry_after)
 
     def _check_size(self, event: PublishEvent, recipients: Sequence[str]) -> None:
         try:
@@ -384,16 +424,20 @@ class CallbackActivities:
                 )
 
     async def _start_delivery(
-        self, event_id: str, recipient: str, workflow_id: str, type: str
+        self, event_id: str, recipient: str, workflow_id: str, type: str, *,
+        previous_attempts: int = 0, retry_after: float = 0.0,
     ) -> None:
+        """Start the delivery workflow for the schedule's attempts after `previous_attempts`."""
         client = self.client or activity.client()
+        schedule = list(self.settings.callback_retry_schedule)
         try:
             await client.start_workflow(
                 DELIVERY_WORKFLOW,
                 DeliveryInput(
                     event_id=event_id, recipient=recipient,
-                    schedule=list(self.settings.callback_retry_schedule),
+                    schedule=schedule[previous_attempts:] or schedule[-1:],
                     attempt_timeout_seconds=self.settings.callback_timeout_seconds + 30,
+                    previous_attempts=previous_attempts, retry_after_seconds=retry_after,
                 ),
                 id=workflow_id,
                 task_queue=self._task_queue(),
@@ -420,7 +464,10 @@ class CallbackActivities:
         """One signed POST; records the attempt and the delivery's new state."""
         return await self._attempt(req.event_id, req.recipient, require_enabled=True)
 
-    async def _attempt(self, event_id: str, recipient: str, *, require_enabled: bool) -> AttemptResult:
+    async def _attempt(
+        self, event_id: str, recipient: str, *, require_enabled: bool, timeout: float | None = None
+    ) -> AttemptResult:
+        """One signed POST (`timeout` seconds at most, default `callback_timeout_seconds`)."""
         event = await self.pool.fetchrow(
             "SELECT * FROM callback_events WHERE event_id = $1", event_id
         )
@@ -453,7 +500,9 @@ class CallbackActivities:
         keys = [party["callback_secret"] or ""]
         if party["previous_valid"] and party["callback_secret_previous"]:
             keys.append(party["callback_secret_previous"])
-        result, attempted = await self._post(url, body, webhook_id(event_id), keys)
+        result, attempted = await self._post(
+            url, body, webhook_id(event_id), keys, timeout or self.settings.callback_timeout_seconds
+        )
         await self._record(event_id, recipient, url if attempted else None, result)
         if result.outcome is AttemptOutcome.GONE:
             await self.pool.execute(
@@ -471,7 +520,7 @@ class CallbackActivities:
         return result
 
     async def _post(
-        self, url: str, body: bytes, msg_id: str, keys: list[str]
+        self, url: str, body: bytes, msg_id: str, keys: list[str], timeout: float
     ) -> tuple[AttemptResult, bool]:
         """(result, whether this counts as an attempt: a request or a DNS look-up was made).
         Never raises for endpoint problems."""
@@ -489,7 +538,6 @@ class CallbackActivities:
                 error=f"签名密钥不可用 / signing secret unusable: {exc}",
             ), False
         headers["content-type"] = "application/json; charset=utf-8"
-        timeout = self.settings.callback_timeout_seconds
         started = time.perf_counter()
         last_error = ""
         for request_url, extra_headers in _connect_plan(target):

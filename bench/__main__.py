@@ -5,7 +5,7 @@ The whole run must stay under 15 minutes on 2 cores, so the parts run in a fixed
 last one (fan-out) gets whatever time is left: each of its scales runs to completion or to its
 share of that time, and a capped scale is reported as such. Sizes can be changed for a longer run:
 BENCH_LIFECYCLES (overhead, default 60), BENCH_BUDGET_S (default 840), BENCH_PARTS (comma list of
-overhead,sandbox,callbacks,ledger,fanout).
+overhead,callbacks,sandbox,ledger,fanout).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from bench import callbacks, fanout, ledger_queries, overhead, report, sandbox
 from bench.stack import machine, say
 
-PARTS = ("overhead", "sandbox", "callbacks", "ledger", "fanout")
+PARTS = ("overhead", "callbacks", "sandbox", "ledger", "fanout")
 
 
 async def main() -> int:
@@ -54,6 +54,11 @@ async def main() -> int:
         histories.update(r.pop("replay_histories"))
         return r
 
+    async def run_callbacks():
+        r = await callbacks.run()
+        histories.update(r.pop("replay_histories", {}))
+        return r
+
     async def run_sandbox():
         return await sandbox.run({k: v[:60] for k, v in histories.items()} if histories
                                  else await sandbox.collect_histories())
@@ -64,8 +69,8 @@ async def main() -> int:
         return await fanout.run(caps=caps)
 
     await part("overhead", run_overhead)
+    await part("callbacks", run_callbacks)
     await part("sandbox", run_sandbox)
-    await part("callbacks", callbacks.run)
     await part("ledger", ledger_queries.run)
     await part("fanout", run_fanout)
     results["total_seconds"] = time.monotonic() - began

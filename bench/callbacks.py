@@ -6,9 +6,10 @@
   signature, run in its own process): unsigned, then signed (the same body and client);
 - `callbacks.deliver_attempt` called directly (PostgreSQL reads, the address guard, signing,
   the POST and the attempt log), 20 at a time;
-- the full path: `callbacks.publish` → one CallbackDelivery workflow per recipient → the
-  attempt activity, on the dev server with the production worker, until every delivery is
-  recorded as delivered.
+- the full path, on the dev server with the production worker, until every delivery is recorded
+  as delivered: `callbacks.publish` to a healthy receiver (each delivery made at publish's own
+  first attempt), and to a receiver that answers 503 to the first request of every delivery
+  (publish's attempt fails, a CallbackDelivery workflow per delivery makes the second one).
 """
 
 from __future__ import annotations
@@ -63,13 +64,27 @@ def signing_cost() -> dict:
 # --- the receiver in its own process -----------------------------------------------------------
 
 
+FLAKY = "flaky_"  # a path segment: /hooks/flaky_{code} answers 503 to a delivery's first request
+
+
 def _receiver_main(secrets_json: str) -> None:
-    """`python -m bench.callbacks receive SECRETS`: tests.support.Receiver until stdin closes."""
+    """`python -m bench.callbacks receive SECRETS`: tests.support.Receiver until stdin closes;
+    secrets are also registered under FLAKY + code."""
 
     async def serve() -> None:
         from tests.support import Receiver
 
-        r = await Receiver(secrets=json.loads(secrets_json)).start()
+        seen: set[tuple[str, str]] = set()
+
+        def answer(code: str, webhook_id: str) -> int:
+            if not code.startswith(FLAKY) or (code, webhook_id) in seen:
+                return 204
+            seen.add((code, webhook_id))
+            return 503
+
+        secrets = json.loads(secrets_json)
+        secrets.update({FLAKY + k: v for k, v in list(secrets.items())})
+        r = await Receiver(secrets=secrets, answer=answer).start()
         print(r.port, flush=True)
         await asyncio.to_thread(sys.stdin.read)
         print(json.dumps({"received": len(r.received), "verified": sum(x.verified for x in r.received)}),
@@ -167,23 +182,20 @@ async def deliver_attempts(st: Stack, n: int) -> dict:
             "cpu_ms_per_delivery": {k: 1000 * v / (n - 1) for k, v in cpu.items()}}
 
 
-async def full_path(st: Stack, events: int, recipients: list[str], tuning: dict | None = None,
-                    cap: float = 60.0) -> dict:
-    """publish → CallbackDelivery per recipient → deliver_attempt: a burst of `events` published
-    20 at a time, on the production worker (or one with `tuning`), until every delivery is
-    delivered or `cap` seconds have passed."""
+async def full_path(st: Stack, events: int, recipients: list[str], tag: str, cap: float = 60.0) -> dict:
+    """A burst of `events` published 20 at a time, on the production worker, until every
+    delivery is delivered or `cap` seconds have passed. The retry schedule's second wait is
+    0.5 s, so a retried delivery's wall time is not the schedule's."""
     from activities.callbacks import CallbackActivities
     from schemas.events import EventType, PublishEvent
     from workers.settings import Settings
 
     tq = f"bench-cb-{uuid.uuid4().hex[:6]}"
-    tag = "tuned" if tuning else "prod"
     config: dict = {"mode": "full", "task_queue": tq, "profile_path": str(st.root / f"profile-cb-{tag}.json")}
-    if tuning:
-        config["tuning"] = tuning
     worker = await WorkerProcess(st, config).start()
     try:
-        settings = Settings(database_url=st.db_url, callback_allowlist=["127.0.0.1"])
+        settings = Settings(database_url=st.db_url, callback_allowlist=["127.0.0.1"],
+                            callback_retry_schedule=[0, 0.5, 300])
         acts = CallbackActivities(st.pool, settings, st.client, task_queue=tq)
         now = datetime.now(UTC)
 
@@ -212,11 +224,16 @@ async def full_path(st: Stack, events: int, recipients: list[str], tuning: dict 
         errors = {f"{r['status']}: {r['last_error'] or '-'}": r["n"] for r in await st.pool.fetch(
             "SELECT status, last_error, count(*) AS n FROM callback_deliveries "
             "WHERE event_id LIKE $1 AND status <> 'delivered' GROUP BY 1, 2", like)}
+        workflows = await st.pool.fetchval(
+            "SELECT count(delivery_workflow_id) FROM callback_deliveries WHERE event_id LIKE $1", like)
         sample = [r["delivery_workflow_id"] for r in await st.pool.fetch(
-            "SELECT delivery_workflow_id FROM callback_deliveries WHERE event_id LIKE $1 ORDER BY id LIMIT 60", like)]
+            "SELECT delivery_workflow_id FROM callback_deliveries WHERE event_id LIKE $1 "
+            "AND delivery_workflow_id IS NOT NULL ORDER BY id LIMIT 60", like)]
         timeouts = 0
+        histories = []
         for wid in sample:
             h = await st.client.get_workflow_handle(wid).fetch_history()
+            histories.append(h)
             timeouts += sum(e.event_type == HistoryEventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in h.events)
         if pending := events * len(recipients) - delivered:
             # Left running past the cap: stop them so the next run starts clean.
@@ -226,8 +243,8 @@ async def full_path(st: Stack, events: int, recipients: list[str], tuning: dict 
         await worker.stop()
     return {"events": events, "recipients": len(recipients), "deliveries": n, "delivered": delivered,
             "per_s": delivered / wall, "publish_s": published, "wall": wall, "not_delivered": errors,
-            "pending_at_cap": pending, "workflow_task_timeouts_per_delivery": timeouts / max(1, len(sample)),
-            "tuning": tuning,
+            "pending_at_cap": pending, "delivery_workflows": workflows, "histories": histories,
+            "workflow_task_timeouts_per_delivery_workflow": timeouts / max(1, len(sample)),
             "profile_top_ms": {k: 1000 * v * profile.get("interval", 0.005) / n
                                for k, v in list(profile.get("top", {}).items())[:15]},
             "profile_within_ms": {k: 1000 * v * profile.get("interval", 0.005) / n
@@ -259,14 +276,17 @@ async def run(posts: int = 600, direct: int = 300, events: int = 30, cap: float 
                 f"signed {out['posts']['signed_per_s']:.0f}/s")
             out["deliver_attempt"] = await deliver_attempts(st, direct)
             say(f"callbacks: deliver_attempt {out['deliver_attempt']['per_s']:.0f}/s")
-            from bench.overhead import TUNING
-
             recipients = ["law_office", "court", "discipline", "market_regulation", "justice"]
-            for key, tuning in (("full_path", None), ("full_path_tuned", TUNING)):
-                r = out[key] = await full_path(st, events, recipients, tuning, cap)
-                say(f"callbacks: publish → CallbackDelivery → deliver_attempt ({'tuned' if tuning else 'production'} "
-                    f"worker): {r['delivered']}/{r['deliveries']} delivered, {r['per_s']:.1f}/s, "
-                    f"{r['workflow_task_timeouts_per_delivery']:.2f} workflow-task timeouts per delivery")
+            for key, tag in (("full_path", "healthy"), ("full_path_retry", "flaky")):
+                if tag == "flaky":
+                    for code in recipients:
+                        await store.set_endpoint(code, receiver.url(FLAKY + code), st.secrets[code])
+                r = out[key] = await full_path(st, events, recipients, tag, cap)
+                if hs := r.pop("histories"):
+                    out["replay_histories"] = {"CallbackDelivery": hs}
+                say(f"callbacks: publish, {tag} receiver: {r['delivered']}/{r['deliveries']} delivered, "
+                    f"{r['per_s']:.1f}/s, {r['delivery_workflows']} delivery workflows, "
+                    f"{r['workflow_task_timeouts_per_delivery_workflow']:.2f} workflow-task timeouts per workflow")
         finally:
             out["receiver"] = await asyncio.to_thread(receiver.stop)
     return out

@@ -7,9 +7,7 @@ config: temporal_address, postgres_url, task_queue, profile_path, and
              "fanout" AnnualInspectionRound and CallbackDelivery with real activities, and the
                       scaled-down UnitInspection of the round's own scale test
                       (tests/fast_inspection.py) for the unit inspections;
-  settings   extra Settings fields (e.g. max_cached_workflows);
-  tuning     optional, "full" mode only: {"max_concurrent_workflow_tasks": n, "passthrough": [modules]}
-             builds the same worker as build_worker with these two changes (what-if runs).
+  settings   extra Settings fields (e.g. max_cached_workflows).
 
 Prints READY once the workers poll. SIGUSR1 resets the sampling profiler, SIGUSR2 writes its
 counts to profile_path, SIGTERM stops.
@@ -63,6 +61,7 @@ async def main(cfg: dict) -> None:
         return dict(interceptors=[LogContextInterceptor()],
                     max_cached_workflows=settings.max_cached_workflows,
                     max_concurrent_activities=settings.max_concurrent_activities,
+                    max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
                     graceful_shutdown_timeout=timedelta(seconds=10), **kw)
 
     async with AsyncExitStack() as stack:
@@ -71,23 +70,7 @@ async def main(cfg: dict) -> None:
         http = await stack.enter_async_context(make_http_client(settings))
         client = await connect(settings)
         workers: list[Worker] = []
-        tuning = cfg.get("tuning")
-        if cfg["mode"] == "full" and tuning:
-            from temporalio.worker.workflow_sandbox import (
-                SandboxedWorkflowRunner,
-                SandboxRestrictions,
-            )
-
-            from workflows import ALL_WORKFLOWS
-
-            restrictions = SandboxRestrictions.default.with_passthrough_modules(*tuning.get("passthrough", []))
-            workers.append(Worker(
-                client, task_queue=cfg["task_queue"], workflows=ALL_WORKFLOWS,
-                activities=build_activities(pool, settings, client, http),
-                workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
-                max_concurrent_workflow_tasks=tuning.get("max_concurrent_workflow_tasks"),
-                **same_settings()))
-        elif cfg["mode"] == "full":
+        if cfg["mode"] == "full":
             workers.append(build_worker(client, pool, settings, http, task_queue=cfg["task_queue"]))
             if cfg.get("baseline_task_queue"):
                 from bench.baseline import BenchBaseline, noop

@@ -142,7 +142,7 @@ async def env(ts_env, pool, db_url, receiver):
 
     from activities import build_activities
     from activities.calendar import CalendarActivities
-    from workflows import ALL_WORKFLOWS
+    from workflows.catalog import ALL_WORKFLOWS
 
     task_queue = f"wf-{uuid.uuid4().hex[:8]}"
     settings = make_settings(db_url, task_queue=task_queue, callback_allowlist=["127.0.0.1"])

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class Receiver:
 
     secrets: dict[str, str] = field(default_factory=dict)
     script: list[int] = field(default_factory=list)
+    # After the script: the status for (code, webhook-id); None answers 204.
+    answer: Callable[[str, str], int] | None = None
     received: list[Received] = field(default_factory=list)
     port: int = 0
     _server: asyncio.AbstractServer | None = None
@@ -61,7 +64,10 @@ class Receiver:
             payload = json.loads(body or b"{}")
             self.received.append(Received(headers.get("webhook-id", ""), code, payload.get("type", ""),
                                           payload, verified))
-            status = self.script.pop(0) if self.script else 204
+            if self.script:
+                status = self.script.pop(0)
+            else:
+                status = self.answer(code, headers.get("webhook-id", "")) if self.answer else 204
             writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
         finally:

@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 
 from schemas.inspection import InspectionStatus
 from schemas.round import Coverage, RoundResult
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 from .support import assert_replays, unit_operator, wait_for, wait_for_async
 

@@ -16,7 +16,7 @@ from activities.ledger import insert_event, upsert_snapshot
 from schemas.assessment import AssessmentResult, AssessmentStatus, PublishScores, ScoreYear
 from schemas.inspection import InspectionSnapshot
 from schemas.ledger import ClueSnapshot, LedgerEvent, RectificationSnapshot
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 from workflows.search_attributes import DUCHA_KIND, DUCHA_STAGE, DUCHA_YEAR
 
 from .conftest import make_settings

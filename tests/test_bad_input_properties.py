@@ -21,7 +21,7 @@ from schemas.clue import Acknowledge, ClueStart, ReportResult, Transfer, Withdra
 from schemas.common import ExtendDeadline, Note
 from schemas.digest import DigestStart
 from schemas.rectification import RecordLookback, RectificationStart, Review, SubmitReport
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 MODELS: list[type[BaseModel]] = [
     ClueStart, Transfer, Acknowledge, ReportResult, Withdraw, ExtendDeadline, Note,

@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -47,7 +48,7 @@ from activities.callbacks import (
     webhook_id,
 )
 from activities.registry import RegistryStore, new_secret
-from schemas.events import EventType, PublishEvent
+from schemas.events import EventType, PublishEvent, PublishResult
 from schemas.registry import RegistryFile
 from tests import support
 from workers.settings import Settings
@@ -166,7 +167,16 @@ class Env:
         )
 
     async def result(self, event_id: str, code: str) -> DeliveryOutput:
-        return await result_of(self.ts_env, delivery_workflow_id(event_id, code))
+        """How the delivery ended: at publish's own first attempt (no workflow), or in the
+        delivery workflow publish handed it to."""
+        row = await self.delivery(event_id, code)
+        if row["delivery_workflow_id"]:
+            assert row["delivery_workflow_id"] == delivery_workflow_id(event_id, code)
+            return await result_of(self.ts_env, row["delivery_workflow_id"])
+        assert row["status"] != "pending", "publish hands every delivery it leaves pending to a workflow"
+        return DeliveryOutput(event_id=event_id, recipient=code, status=row["status"],
+                              attempts=row["attempts"], last_http_status=row["last_status"],
+                              last_error=row["last_error"])
 
     def handle(self, event_id: str, code: str) -> WorkflowHandle:
         return self.client.get_workflow_handle(
@@ -197,7 +207,7 @@ def event(recipients: list[str], *, type: EventType = EventType.CLUE_TRANSFERRED
 
 def cb_settings(db_url: str, **overrides) -> Settings:
     values = dict(callback_allowlist=["127.0.0.1"], callback_retry_schedule=SCHEDULE,
-                  callback_timeout_seconds=2)
+                  callback_timeout_seconds=2, callback_inline_timeout_seconds=2)
     values.update(overrides)
     return make_settings(db_url, **values)
 
@@ -286,12 +296,10 @@ async def test_delivery_is_signed_verifiable_and_recorded(env: Env):
     [attempt] = await env.attempts(ev.event_id, "discipline")
     assert attempt["http_status"] == 204 and attempt["attempt_no"] == 1 and attempt["latency_ms"] >= 0
     assert "token" not in attempt["endpoint"], "query strings (tokens) are not logged"
-
-    handle = env.handle(ev.event_id, "discipline")
-    history = json.dumps((await handle.fetch_history()).to_json_dict(), ensure_ascii=False)
-    secret = env.receiver.secrets["discipline"]
-    assert secret not in history and secret.removeprefix("whsec_") not in history
-    await assert_replays(handle)
+    assert row["delivery_workflow_id"] is None, "delivered at publish's first attempt: no workflow"
+    with pytest.raises(RPCError) as missing:
+        await env.handle(ev.event_id, "discipline").describe()
+    assert missing.value.status is RPCStatusCode.NOT_FOUND
 
 
 async def test_500_then_200_delivers_once_per_event_id(env: Env):
@@ -314,8 +322,12 @@ async def test_500_then_200_delivers_once_per_event_id(env: Env):
     assert [a["http_status"] for a in await env.attempts(ev.event_id, "court")] == [500, 200]
     handle = env.handle(ev.event_id, "court")
     assert await history_timers(handle) == [timedelta(seconds=5)]
-    first, second = await attempt_times(handle)
-    assert second - first >= timedelta(seconds=5)
+    [retry] = await attempt_times(handle)  # the first attempt was publish's own
+    started = (await handle.fetch_history()).events[0].event_time.ToDatetime()
+    assert retry - started >= timedelta(seconds=5)
+    history = json.dumps((await handle.fetch_history()).to_json_dict(), ensure_ascii=False)
+    secret = env.receiver.secrets["court"]
+    assert secret not in history and secret.removeprefix("whsec_") not in history
     await assert_replays(handle)
 
 
@@ -342,8 +354,9 @@ async def test_retry_after_is_honoured_in_workflow_time(env: Env, answer, low, h
     handle = env.handle(ev.event_id, "procuratorate")
     [timer] = await history_timers(handle)
     assert low <= timer.total_seconds() <= high
-    first, second = await attempt_times(handle)
-    assert second - first >= timedelta(seconds=low), "the second attempt waited in workflow time"
+    started = (await handle.fetch_history()).events[0].event_time.ToDatetime()
+    [second] = await attempt_times(handle)
+    assert second - started >= timedelta(seconds=low), "the second attempt waited in workflow time"
     await assert_replays(handle)
 
 
@@ -482,10 +495,59 @@ async def test_publish_twice_creates_no_duplicates(env: Env):
         }
         for code in first.queued:
             assert len([h for h in env.receiver.for_code(code) if h.headers["webhook-id"] == ev.event_id]) == 1
-            desc = await env.handle(ev.event_id, code).describe()
-            assert desc.status is not None and desc.id == delivery_workflow_id(ev.event_id, code)
+            assert (await env.delivery(ev.event_id, code))["delivery_workflow_id"] is None
     finally:
         await env.point(unit)
+
+
+class CrashingCallbacks(CallbackActivities):
+    """Dies (as a killed worker would) at one step of publish, after what came before it."""
+
+    def __init__(self, *args, crash_at: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.crash_at = crash_at
+
+    async def _hand_over(self, *args, **kwargs) -> None:
+        if self.crash_at == "hand_over":
+            raise RuntimeError("worker killed after the first attempt")
+        await super()._hand_over(*args, **kwargs)
+
+    async def _start_delivery(self, *args, **kwargs) -> None:
+        if self.crash_at == "start":
+            raise RuntimeError("worker killed before the workflow started")
+        await super()._start_delivery(*args, **kwargs)
+
+
+@pytest.mark.parametrize("crash_at", ["hand_over", "start"])
+async def test_publish_retried_after_a_crash_neither_repeats_nor_loses_an_attempt(env: Env, db_url, crash_at):
+    """publish made its first attempt (500) and died before the delivery workflow ran: the retry
+    of the activity hands the delivery over without a second immediate POST, and the workflow
+    goes on with the schedule after attempt 1."""
+    await env.point("court")
+    env.receiver.scripts["court"] = [500, 200]
+    ev = event(["court"])
+    crashing = CrashingCallbacks(env.pool, env.settings, env.client, env.acts.http,
+                                 task_queue=env.task_queue, crash_at=crash_at)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        await crashing.publish(ev)
+    row = await env.delivery(ev.event_id, "court")
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert await env.acts.publish(ev) == PublishResult(event_id=ev.event_id, queued=["court"], skipped=[])
+    out = await env.result(ev.event_id, "court")
+    assert (out.status, out.attempts) == (DeliveryStatus.DELIVERED, 2)
+    assert [h.status for h in env.receiver.for_code("court") if h.headers["webhook-id"] == ev.event_id] == [500, 200]
+    assert await history_timers(env.handle(ev.event_id, "court")) == [timedelta(seconds=5)]
+
+
+async def test_a_schedule_of_one_attempt_dead_letters_at_publish(env: Env, db_url):
+    await env.point("court")
+    env.receiver.scripts["court"] = [503]
+    once = CallbackActivities(env.pool, cb_settings(db_url, callback_retry_schedule=[0]), env.client,
+                              env.acts.http, task_queue=env.task_queue)
+    ev = event(["court"])
+    await once.publish(ev)
+    row = await env.delivery(ev.event_id, "court")
+    assert (row["status"], row["attempts"], row["delivery_workflow_id"]) == ("dead", 1, None)
 
 
 async def test_reusing_an_event_id_for_another_event_is_a_business_error(env: Env):
@@ -578,7 +640,7 @@ async def test_forbidden_addresses_are_refused_at_send_time(env: Env, db_url):
     ev = event(["discipline"])
     await env.acts.publish(ev)
     out = await env.result(ev.event_id, "discipline")
-    assert (out.status, out.attempts) == (DeliveryStatus.FAILED, 1)
+    assert (out.status, out.attempts) == (DeliveryStatus.FAILED, 0), "refused before sending"
     assert "10.0.0.1" in out.last_error
     for url in FORBIDDEN:
         await env.point("discipline", url)
@@ -626,6 +688,37 @@ async def test_default_schedule_and_crashing_attempts(ts_env: WorkflowEnvironmen
     assert [d.attempts for d in dead] == [8]
     times = await attempt_times(handle)
     assert times[-1] - times[0] >= timedelta(seconds=sum(schedule))
+    await assert_replays(handle)
+
+
+async def test_a_workflow_after_publishs_attempt_goes_on_with_the_schedule(ts_env: WorkflowEnvironment, task_queue):
+    """Handed over after attempt 1 answered 429 with Retry-After 120: the first wait is the longer
+    of the schedule's and the endpoint's, attempts are numbered from 2, dead-lettering counts all."""
+    calls: list[int] = []
+    dead: list[MarkDeadInput] = []
+
+    @activity.defn(name="callbacks.deliver_attempt")
+    async def attempt(req: AttemptInput) -> AttemptResult:
+        calls.append(req.attempt)
+        return AttemptResult(outcome=AttemptOutcome.RETRY, final=False, http_status=503)
+
+    @activity.defn(name="callbacks.mark_dead")
+    async def mark_dead(req: MarkDeadInput) -> bool:
+        dead.append(req)
+        return True
+
+    async with Worker(ts_env.client, task_queue=task_queue, workflows=[CallbackDelivery],
+                      activities=[attempt, mark_dead]):
+        handle = await ts_env.client.start_workflow(
+            CallbackDelivery.run,
+            DeliveryInput(event_id="e3", recipient="court", schedule=[5, 300],
+                          previous_attempts=1, retry_after_seconds=120),
+            id=f"callback-stub-{uuid.uuid4().hex[:6]}", task_queue=task_queue,
+        )
+        out = await handle.result()
+    assert (out.status, out.attempts) == (DeliveryStatus.DEAD, 3)
+    assert calls == [2, 3] and [d.attempts for d in dead] == [3]
+    assert [t.total_seconds() for t in await history_timers(handle)] == [120, 300]
     await assert_replays(handle)
 
 

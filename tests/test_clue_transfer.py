@@ -13,7 +13,7 @@ from temporalio.common import WorkflowIDReusePolicy
 
 from schemas.clue import ClueResult, ClueStart, ClueStatus
 from schemas.digest import DigestResult, DigestStart
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 from .conftest import make_settings
 from .support import assert_replays, wait_for, wait_for_async

@@ -458,7 +458,7 @@ async def test_clue_transfer_details_never_reach_temporal_in_plain_text(dev_env,
     from activities import build_activities
     from activities.calendar import CalendarActivities
     from schemas.clue import ClueStart, ClueStatus
-    from workflows import ALL_WORKFLOWS
+    from workflows.catalog import ALL_WORKFLOWS
 
     from .conftest import make_settings
 

@@ -11,7 +11,7 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
 from schemas.clue import ClueStatus
 from schemas.rectification import RectificationResult, RectificationStart, RectificationStatus
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 from .support import assert_replays, run_cli, wait_for, wait_for_async
 

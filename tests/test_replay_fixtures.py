@@ -10,7 +10,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "replay" / "histories").glob("*.json"))
 

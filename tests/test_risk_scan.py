@@ -9,7 +9,7 @@ import uuid
 
 from schemas.inspection import InspectionStatus
 from schemas.risk import RiskScanResult
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 from .support import assert_replays, run_cli
 

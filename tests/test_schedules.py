@@ -30,7 +30,7 @@ from schemas.round import Coverage, RoundResult
 from workers.embedded import temporal_cli_path
 from workers.schedules import sync
 from workers.settings import SettingsError, load_settings
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 from .conftest import make_settings
 from .support import assert_replays, run_cli, wait_for_async

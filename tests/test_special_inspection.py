@@ -12,7 +12,7 @@ import uuid
 
 from schemas.clue import ClueStatus
 from schemas.inspection import InspectionStatus
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 from .support import assert_replays, unit_operator, wait_for_async
 

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from schemas.clue import ClueStatus
 from schemas.inspection import InspectionResult, InspectionStatus
 from schemas.rectification import RectificationStatus
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 from .support import assert_replays, wait_for, wait_for_async
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="0 disables the Prometheus endpoint")
     max_cached_workflows: int = Field(1000, ge=0)
     max_concurrent_activities: int = Field(100, ge=1)
+    # Workflow tasks run on the GIL: more at once than a process can finish within the 10 s
+    # workflow-task timeout only makes all of them late (docs/benchmarks.md, "worker settings").
+    max_concurrent_workflow_tasks: int = Field(10, ge=2)
     # Demo stack
     receiver_port: int = Field(8789, ge=1, le=65535)
     codec_port: int = Field(8790, ge=1, le=65535)
@@ -63,6 +66,9 @@ class Settings(BaseSettings):
         default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
     )
     callback_timeout_seconds: float = Field(10.0, gt=0)
+    # The first attempt of each delivery is made by `callbacks.publish` itself, with this
+    # timeout; a delivery that needs a retry is handed to a CallbackDelivery workflow.
+    callback_inline_timeout_seconds: float = Field(3.0, gt=0)
     # Payload encryption (workers/codec.py, docs/deployment.md "Encryption and the codec server").
     # DUCHA_CODEC_KEYS: JSON object {"key-id": "<base64 of 32 random bytes>", ...}; every key
     # listed decrypts, DUCHA_CODEC_KEY_ID names the one that encrypts. Unset: the key file.

@@ -20,7 +20,7 @@ from workers.client import connect
 from workers.db import create_pool
 from workers.log_context import LogContextInterceptor
 from workers.settings import Settings
-from workflows import ALL_WORKFLOWS
+from workflows.catalog import ALL_WORKFLOWS
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +42,7 @@ def build_worker(
         interceptors=[LogContextInterceptor()],
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 

@@ -1,13 +1,4 @@
-"""Workflow classes; the worker registers ALL_WORKFLOWS."""
+"""Workflow definitions, one process per module; `workflows.catalog.ALL_WORKFLOWS` lists them.
 
-from workflows.annual_round import AnnualInspectionRound
-from workflows.assessment import AnnualAssessment
-from workflows.callback_delivery import CallbackDelivery
-from workflows.clue_digest import MonthlyClueDigest
-from workflows.clue_transfer import ClueTransfer
-from workflows.rectification import Rectification
-from workflows.risk_scan import RiskScan
-from workflows.unit_inspection import UnitInspection
-
-ALL_WORKFLOWS: list[type] = [ClueTransfer, MonthlyClueDigest, Rectification, CallbackDelivery,
-                             AnnualInspectionRound, UnitInspection, RiskScan, AnnualAssessment]
+Deliberately empty: see workflows/catalog.py.
+"""

@@ -1,11 +1,13 @@
 """CallbackDelivery: deliver one event to one recipient, at least once, on a durable schedule.
 
-Started by the `callbacks.publish` activity (id `callback-{event_id}-{recipient}`) or by
-`ducha callbacks redeliver` (same id plus `-r{suffix}`). Each attempt is one activity doing one
-signed POST; this workflow owns the schedule: it waits `schedule[i]` seconds before attempt i
-(or longer when the endpoint asked for it with Retry-After), stops at the first final answer and
-dead-letters the delivery when the schedule runs out. The webhook-id header is the event id on
-every attempt, so receivers deduplicate repeats.
+Started by the `callbacks.publish` activity (id `callback-{event_id}-{recipient}`) when its own
+first attempt needs a retry, or by `ducha callbacks redeliver` (same id plus `-r{suffix}`). Each
+attempt is one activity doing one signed POST; this workflow owns the schedule: it waits
+`schedule[i]` seconds before its attempt i (or longer when the endpoint asked for it with
+Retry-After), stops at the first final answer and dead-letters the delivery when the schedule
+runs out. Started by publish, its schedule is the configured one without the attempts publish
+made (`previous_attempts`), so the whole delivery keeps the configured spacing. The webhook-id
+header is the event id on every attempt, so receivers deduplicate repeats.
 """
 
 from __future__ import annotations
@@ -56,14 +58,17 @@ class CallbackDelivery:
     async def run(self, inp: DeliveryInput) -> DeliveryOutput:
         inp = require(inp, DeliveryInput)
         last: AttemptResult | None = None
-        retry_after = 0.0
+        # Attempts are numbered over the whole delivery, publish's first attempt included.
+        self.attempts = inp.previous_attempts
+        retry_after = inp.retry_after_seconds
         for index, delay in enumerate(inp.schedule):
-            wait = max(float(delay), retry_after) if index else float(delay)
+            wait = max(float(delay), retry_after) if index or self.attempts else float(delay)
+            number = self.attempts + 1
             if wait > 0:
-                self._details(f"第 {index + 1} 次投递将在 {_human(wait)} 后进行")
-                await workflow.sleep(wait, summary=f"等待第 {index + 1} 次投递（{_human(wait)}）")
-            self.attempts += 1
-            last = await self._attempt(inp, index + 1)
+                self._details(f"第 {number} 次投递将在 {_human(wait)} 后进行")
+                await workflow.sleep(wait, summary=f"等待第 {number} 次投递（{_human(wait)}）")
+            self.attempts = number
+            last = await self._attempt(inp, number)
             if last.final:
                 status = (
                     DeliveryStatus.DELIVERED

@@ -16,11 +16,18 @@ from temporalio.api.history.v1 import (
     TimerFiredEventAttributes,
     TimerStartedEventAttributes,
     WorkflowExecutionCompletedEventAttributes,
+    WorkflowExecutionStartedEventAttributes,
 )
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.callbacks import AttemptOutcome, AttemptResult, DeliveryOutput, DeliveryStatus
+from activities.callbacks import (
+    AttemptOutcome,
+    AttemptResult,
+    DeliveryInput,
+    DeliveryOutput,
+    DeliveryStatus,
+)
 
 from .harness import check_timers
 
@@ -38,6 +45,12 @@ class History:
         event.event_time.FromDatetime(T0 + timedelta(seconds=at))
         self.events.append(event)
         return event.event_id
+
+    def start(self, inp: DeliveryInput) -> None:
+        payloads = pydantic_data_converter.payload_converter.to_payloads([inp])
+        self._add(0, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+                  workflow_execution_started_event_attributes=WorkflowExecutionStartedEventAttributes(
+                      input=Payloads(payloads=payloads)))
 
     def attempt(self, at: float, result: AttemptResult) -> None:
         scheduled = self._add(at, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
@@ -110,3 +123,26 @@ def test_a_wait_that_ignores_retry_after_is_caught():
     h.attempt(4.4, DONE)
     _, problems, _ = check_timers(h.complete(4.5), SCHEDULE)
     assert problems == ["timer before attempt 3 is 2s, schedule says 3s"]
+
+
+def test_a_workflow_started_after_publishs_attempt_is_checked_against_the_whole_schedule():
+    """publish's own attempt answered 429 (Retry-After 3): the workflow's first wait is
+    max(schedule[1], 3) = 3 s, its second schedule[2] = 2 s."""
+    h = History()
+    h.start(DeliveryInput(event_id="e", recipient="court", schedule=SCHEDULE[1:],
+                          previous_attempts=1, retry_after_seconds=3))
+    h.timer(0.1, 3, fired_after=3)
+    h.attempt(3.2, RETRY)
+    h.timer(3.3, 2, fired_after=2)
+    h.attempt(5.4, DONE)
+    fired, problems, _ = check_timers(h.complete(5.5), SCHEDULE)
+    assert (fired, problems) == (2, [])
+
+    wrong = History()
+    wrong.start(DeliveryInput(event_id="e", recipient="court", schedule=SCHEDULE,
+                              previous_attempts=1, retry_after_seconds=3))
+    wrong.timer(0.1, 2, fired_after=2)  # the schedule restarted and Retry-After was lost
+    wrong.attempt(2.2, DONE)
+    _, problems, _ = check_timers(wrong.complete(2.3), SCHEDULE)
+    assert problems == ["started after 1 attempt(s) with schedule [0.0, 2.0, 2.0, 8.0], configured [0, 2, 2, 8]",
+                        "timer before attempt 2 is 2s, schedule says 3s"]
