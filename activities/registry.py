@@ -7,12 +7,19 @@ import secrets
 from dataclasses import dataclass, field
 
 import asyncpg
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from rules.permissions import refusal
-from schemas.registry import AgencyEntry, Party, RegistryFile, UnitEntry
+from schemas.registry import (
+    AgencyEntry,
+    AuthorizeInput,
+    LookupPartiesInput,
+    LookupPartiesOutput,
+    Party,
+    RegistryFile,
+    UnitEntry,
+)
 
 
 def new_secret() -> str:
@@ -30,22 +37,6 @@ class LoadReport:
             f"新增 added {len(self.added)}, 更新 updated {len(self.updated)}, "
             f"未变 unchanged {len(self.unchanged)}"
         )
-
-
-class AuthorizeInput(BaseModel):
-    operator: str
-    agency: str
-    action: str = Field(description="e.g. clue.transfer, rectification.review (rules/permissions.py)")
-    workflow_id: str
-
-
-class LookupPartiesInput(BaseModel):
-    codes: list[str]
-
-
-class LookupPartiesOutput(BaseModel):
-    found: dict[str, Party]
-    missing: list[str]
 
 
 _COLUMNS = "code, kind, name, level, category, leader, liaison, callback_url, callback_enabled, active"

@@ -163,7 +163,8 @@ async def _events(st: Stack, n: int, recipients: list[str], tag: str) -> list[st
 
 
 async def deliver_attempts(st: Stack, n: int) -> dict:
-    from activities.callbacks import AttemptInput, CallbackActivities, make_http_client
+    from activities.callbacks import CallbackActivities, make_http_client
+    from schemas.callbacks import AttemptInput
     from workers.settings import Settings
 
     settings = Settings(database_url=st.db_url, callback_allowlist=["127.0.0.1"])

@@ -111,3 +111,22 @@ class Party(BaseModel):
     callback_url: str | None = None
     callback_enabled: bool = False
     active: bool = True
+
+
+# --- registry activities' inputs and outputs (used by workflows) ---------------------------------
+
+
+class AuthorizeInput(BaseModel):
+    operator: str
+    agency: str
+    action: str = Field(description="e.g. clue.transfer, rectification.review (rules/permissions.py)")
+    workflow_id: str
+
+
+class LookupPartiesInput(BaseModel):
+    codes: list[str]
+
+
+class LookupPartiesOutput(BaseModel):
+    found: dict[str, Party]
+    missing: list[str]

@@ -29,14 +29,7 @@ from temporalio.worker import Worker
 
 from activities.callbacks import (
     MAX_BODY_BYTES,
-    AttemptInput,
-    AttemptOutcome,
-    AttemptResult,
     CallbackActivities,
-    DeliveryInput,
-    DeliveryOutput,
-    DeliveryStatus,
-    MarkDeadInput,
     RedeliverRefused,
     build_body,
     classify_response,
@@ -48,6 +41,15 @@ from activities.callbacks import (
     webhook_id,
 )
 from activities.registry import RegistryStore, new_secret
+from schemas.callbacks import (
+    AttemptInput,
+    AttemptOutcome,
+    AttemptResult,
+    DeliveryInput,
+    DeliveryOutput,
+    DeliveryStatus,
+    MarkDeadInput,
+)
 from schemas.events import EventType, PublishEvent, PublishResult
 from schemas.registry import RegistryFile
 from tests import support

@@ -21,9 +21,10 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.callbacks import CallbackActivities, DeliveryOutput, make_http_client
+from activities.callbacks import CallbackActivities, make_http_client
 from activities.registry import RegistryStore, new_secret
 from rules.signing import webhook_headers
+from schemas.callbacks import DeliveryOutput
 from schemas.registry import RegistryFile
 from workers.embedded import free_port, wait_for_port
 from workers.receiver import Receiver

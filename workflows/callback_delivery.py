@@ -21,11 +21,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.callbacks import (
+    from schemas.callbacks import (
         AttemptInput,
         AttemptOutcome,
         AttemptResult,
-        CallbackActivities,
         DeliveryInput,
         DeliveryOutput,
         DeliveryStatus,
@@ -79,12 +78,13 @@ class CallbackDelivery:
                 return self._output(inp, status, last)
             retry_after = last.retry_after or 0.0
         self._details(f"重试用尽，已转入死信（共 {self.attempts} 次）")
-        await workflow.execute_activity_method(
-            CallbackActivities.mark_dead,
+        await workflow.execute_activity(
+            "callbacks.mark_dead",
             MarkDeadInput(
                 event_id=inp.event_id, recipient=inp.recipient, attempts=self.attempts,
                 last_error=last.error if last else None,
             ),
+            result_type=bool,
             start_to_close_timeout=BOOKKEEPING_TIMEOUT,
             retry_policy=BOOKKEEPING_RETRY,
             summary="转入死信",
@@ -93,9 +93,10 @@ class CallbackDelivery:
 
     async def _attempt(self, inp: DeliveryInput, number: int) -> AttemptResult:
         try:
-            return await workflow.execute_activity_method(
-                CallbackActivities.deliver_attempt,
+            return await workflow.execute_activity(
+                "callbacks.deliver_attempt",
                 AttemptInput(event_id=inp.event_id, recipient=inp.recipient, attempt=number),
+                result_type=AttemptResult,
                 start_to_close_timeout=timedelta(seconds=inp.attempt_timeout_seconds),
                 retry_policy=ATTEMPT_RETRY,
                 summary=f"第 {number} 次投递",

@@ -16,7 +16,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.registry import AuthorizeInput, LookupPartiesInput, LookupPartiesOutput
     from schemas.calendar import DeadlinePlan, DeadlineRequest
     from schemas.events import EventType, PublishEvent, PublishResult
     from schemas.inspection import (
@@ -29,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         StartInspections,
     )
     from schemas.ledger import RecordClue, RecordRectification
+    from schemas.registry import AuthorizeInput, LookupPartiesInput, LookupPartiesOutput
     from schemas.risk import IndicatorQuery, IndicatorRows
     from schemas.round import RecordRound, RoundInputs, RoundInputsQuery
 

@@ -46,8 +46,8 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.service import RPCError
 
 from activities.calendar import CalendarActivities
-from activities.callbacks import AttemptResult, DeliveryInput, DeliveryOutput
 from activities.registry import RegistryStore
+from schemas.callbacks import AttemptResult, DeliveryInput, DeliveryOutput
 from schemas.clue import ClueResult, ClueStart
 from schemas.rectification import RectificationResult, RectificationStart
 from schemas.registry import RegistryFile

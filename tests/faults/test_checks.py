@@ -21,7 +21,7 @@ from temporalio.api.history.v1 import (
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.callbacks import (
+from schemas.callbacks import (
     AttemptOutcome,
     AttemptResult,
     DeliveryInput,

@@ -6,12 +6,8 @@ import json
 
 import typer
 
-from activities.callbacks import (
-    AttemptOutcome,
-    CallbackActivities,
-    RedeliverRefused,
-    make_http_client,
-)
+from activities.callbacks import CallbackActivities, RedeliverRefused, make_http_client
+from schemas.callbacks import AttemptOutcome
 from workers.cli.common import db_pool, fail, run, settings
 
 app = typer.Typer(help="回调通知 / signed agency callbacks", no_args_is_help=True)
