@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from activities.registry import RegistryStore
-from activities.reports import STATUS_FILTERS, Reports
+from activities.reports import LEDGER_PAGE, STATUS_FILTERS, Reports, UnknownProblem
 from rules import bulletin as bulletin_rules
 from schemas.events import EventType, PublishEvent
 from workers.cli.common import db_pool, fail, run, settings
@@ -30,24 +30,69 @@ def _date(value: str | None, name: str) -> date | None:
 def ledger(
     unit: str = typer.Option(None, help="only this unit code"),
     status: str = typer.Option(None, help="open | overdue | closed | carried | escalated"),
+    limit: int = typer.Option(None, "--limit", min=1, help=f"problems on this page, newest first [default: {LEDGER_PAGE}]"),
+    before: str = typer.Option(None, "--before", metavar="PROBLEM_NO",
+                               help="the next page: start after this problem (the last one shown)"),
+    every: bool = typer.Option(False, "--all", help="every matching problem, no page (e.g. a full --csv export)"),
     as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout, one row per problem"),
 ) -> None:
-    """The close-off ledger (整改销号台账): every problem with its whole timeline."""
+    """The close-off ledger (整改销号台账): problems newest first with their whole timelines, a page
+    at a time (--limit, --before), or all of them (--all)."""
     if status is not None and status not in STATUS_FILTERS:
         fail(f"--status: 只能是 {' | '.join(STATUS_FILTERS)} / must be one of {', '.join(STATUS_FILTERS)}")
+    if every and limit is not None:
+        fail("--all 与 --limit 不能同时使用 / --all and --limit exclude each other")
+    size = limit or LEDGER_PAGE
     s = settings()
+    out = _CsvOut() if as_csv else _TextOut(s)
 
     async def go():
         async with db_pool(s) as pool:
-            return await Reports(pool).problems(unit=unit, status=status)
+            reports = Reports(pool)
+            try:
+                if every:
+                    shown = 0
+                    async for chunk in reports.all_pages(unit=unit, status=status, before=before):
+                        out.write(chunk)
+                        shown += len(chunk)
+                    out.summary(f"共 {shown} 个问题 / {shown} problems")
+                    return
+                page = await reports.page(unit=unit, status=status, before=before, limit=size)
+            except UnknownProblem:
+                fail(f"--before: 台账中没有问题 {before} / no problem {before} in the ledger")
+        out.head(f"{len(page.problems)} 个问题（最新在前）/ problems, newest first")
+        out.write(page.problems)
+        if page.next_before is None:
+            return
+        more = f"{page.more:,}" + ("+" if page.more_capped else "")
+        again = ["ducha ledger"] + (["--unit", unit] if unit else []) + (["--status", status] if status else [])
+        again += (["--limit", str(size)] if limit else []) + (["--csv"] if as_csv else [])
+        again += ["--before", page.next_before]
+        out.summary(f"还有 {more} 个更早的问题 / {more} more, older. 下一页 / next page: {' '.join(again)} "
+                    "（全部 / everything: --all）")
 
-    problems = run(go)
-    if as_csv:
+    run(go)
+
+
+CSV_HEADER = ["problem_no", "unit", "unit_name", "list", "category", "severity", "stage", "due_on", "overdue",
+              "missed_deadlines", "escalated", "reopened", "carried_over", "required_at", "closed_at", "timeline"]
+
+
+class _CsvOut:
+    """CSV rows on stdout as they come; the header once; notes on stderr (stdout stays CSV)."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def head(self, line: str) -> None:
+        pass
+
+    def write(self, problems) -> None:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["problem_no", "unit", "unit_name", "list", "category", "severity", "stage",
-                         "due_on", "overdue", "missed_deadlines", "escalated", "reopened", "carried_over",
-                         "required_at", "closed_at", "timeline"])
+        if not self.started:
+            writer.writerow(CSV_HEADER)
+            self.started = True
         for p in problems:
             writer.writerow([p.problem_no, p.unit, p.unit_name, p.list, p.category, p.severity, p.stage,
                              p.due_on or "", p.overdue, p.missed_deadlines, p.escalated, p.reopened,
@@ -55,14 +100,31 @@ def ledger(
                              p.closed_at.isoformat() if p.closed_at else "",
                              "; ".join(f"{t.at.isoformat()} {t.event}" for t in p.timeline)])
         sys.stdout.write(out.getvalue())
-        return
-    typer.echo(f"{len(problems)} 个问题 / problems")
-    for p in problems:
-        flags = " ".join(f for f, on in (("逾期", p.overdue), ("升级", p.escalated),
-                                         (f"结转{p.carried_over}", p.carried_over)) if on)
-        typer.echo(f"{p.problem_no:16} {p.unit_name:16} {p.category:8} {p.stage:10} 时限 {p.due_on or '-'} {flags}")
-        for t in p.timeline:
-            typer.echo(f"    {t.at.astimezone(s.zone):%Y-%m-%d %H:%M}  {t.event:20} {t.agency} {t.actor}")
+        sys.stdout.flush()
+
+    def summary(self, line: str) -> None:
+        if not self.started:
+            self.write([])
+        typer.echo(line, err=True)
+
+
+class _TextOut:
+    def __init__(self, s) -> None:
+        self.zone = s.zone
+
+    def head(self, line: str) -> None:
+        typer.echo(line)
+
+    def write(self, problems) -> None:
+        for p in problems:
+            flags = " ".join(f for f, on in (("逾期", p.overdue), ("升级", p.escalated),
+                                             (f"结转{p.carried_over}", p.carried_over)) if on)
+            typer.echo(f"{p.problem_no:16} {p.unit_name:16} {p.category:8} {p.stage:10} 时限 {p.due_on or '-'} {flags}")
+            for t in p.timeline:
+                typer.echo(f"    {t.at.astimezone(self.zone):%Y-%m-%d %H:%M}  {t.event:20} {t.agency} {t.actor}")
+
+    def summary(self, line: str) -> None:
+        typer.echo(line)
 
 
 def bulletin(
@@ -81,12 +143,12 @@ def bulletin(
     async def go():
         async with db_pool(s) as pool:
             county = await RegistryStore(pool).county_name()
-            problems = await Reports(pool).problems(since=first, until=last, with_timeline=False)
-            b = bulletin_rules.build(county, first, last, problems)
+            b = await Reports(pool).bulletin(county, first, last)
+            text = bulletin_rules.to_markdown(b)
             md, page = out.with_suffix(".md"), out.with_suffix(".html")
             md.parent.mkdir(parents=True, exist_ok=True)
-            md.write_text(bulletin_rules.to_markdown(b), encoding="utf-8")
-            page.write_text(bulletin_rules.to_html(b), encoding="utf-8")
+            md.write_text(text, encoding="utf-8")
+            page.write_text(bulletin_rules.to_html(b, text), encoding="utf-8")
             typer.echo(f"{md}\n{page}\n{b.total} 个问题，{len(b.units)} 个单位")
             if notify and b.units:
                 result = await _publish(s, pool, b, first, last)
