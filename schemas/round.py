@@ -29,7 +29,8 @@ class UnitStatus(StrEnum):
 
 
 class UnitSlot(BaseModel):
-    """One unit's place in the round (internal state, carried across continue-as-new)."""
+    """One unit's place in the round as rounds before the compact state carried it (`RoundState`
+    with `units: {code: UnitSlot}`): still read when such a run continues as new into this code."""
 
     batch: int
     priority: int
@@ -51,26 +52,106 @@ class BatchSlot(BaseModel):
     opened: bool = False
 
 
+class UnitTable(BaseModel):
+    """Every unit of the round as columns, in plan order: unit i has priority i (rules/round_units.py).
+    About 20 bytes a unit in the continue-as-new input, where a UnitSlot per unit took about 210."""
+
+    codes: list[str]
+    batch: list[int] = Field(description="batch index of each unit")
+    status: str = Field(pattern=r"^[piocf]*$",
+                        description="one letter a unit: p planned, i in progress, o in progress and overdue, "
+                                    "c completed, f failed")
+    attempts: list[int] = Field(description="inspections started for each unit (its workflow id follows)")
+    postponed: dict[int, str] = Field(default_factory=dict, description="unit index: reason")
+    added: list[int] = Field(default_factory=list, description="units added mid-year")
+    carried_over: dict[int, int] = Field(default_factory=dict)
+    last_score: dict[int, float] = Field(default_factory=dict)
+    focus: dict[int, list[str]] = Field(default_factory=dict, description="carried-over problem numbers")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UnitTable:
+        n = len(self.codes)
+        if not len(self.batch) == len(self.status) == len(self.attempts) == n:
+            raise ValueError(f"单位数据列长度不一致 / unit columns differ in length ({n} codes)")
+        if len(set(self.codes)) != n:
+            raise ValueError("单位代码重复 / duplicate unit codes")
+        if any(a < 0 for a in self.attempts) or any(b < 0 for b in self.batch):
+            raise ValueError("批次和督察次数不能为负 / batch and attempts must not be negative")
+        for name in ("postponed", "added", "carried_over", "last_score", "focus"):
+            if any(not 0 <= i < n for i in getattr(self, name)):
+                raise ValueError(f"{name} 指向不存在的单位 / {name} names a unit index out of range")
+        return self
+
+
 class RoundState(BaseModel):
-    """Everything the round knows; the input of the next run after continue-as-new."""
+    """Everything the round knows; the input of the next run after continue-as-new.
+
+    While a run goes on the round keeps its units in rules.round_units.RoundUnits and writes them
+    back to `table` and `queue` when it continues as new. The state of a run started before the
+    compact format (`units` as {code: UnitSlot}, `queue` of codes, `gap_units`) is read as well and
+    converted (`from_slots`)."""
 
     year: int
     start_on: date
     due_on: date
     max_parallel: int
     batches: list[BatchSlot]
-    units: dict[str, UnitSlot]
-    queue: list[str] = Field(default_factory=list, description="opened, waiting for a free slot")
+    table: UnitTable
+    queue: list[int] = Field(default_factory=list, description="opened, waiting for a free slot (unit indexes)")
     paused: bool = False
     pause_reason: str = ""
     seq: int = 0
     gap_escalated: bool = False
-    gap_units: list[str] = Field(default_factory=list)
+    gap_count: int = Field(0, description="units not covered at the due date (the ledger lists them)")
     runs: int = 1
     started: int = 0
     next_reconcile_at: datetime | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
     planned_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_format(cls, data):
+        if isinstance(data, dict) and "table" not in data and isinstance(data.get("units"), dict):
+            return from_slots(data)
+        return data
+
+    @model_validator(mode="after")
+    def _indexes(self) -> RoundState:
+        if any(b >= len(self.batches) for b in self.table.batch):
+            raise ValueError("单位所在批次不存在 / a unit's batch does not exist")
+        if any(not 0 <= i < len(self.table.codes) for i in self.queue):
+            raise ValueError("待督察队列指向不存在的单位 / the queue names a unit index out of range")
+        return self
+
+
+def from_slots(data: dict) -> dict:
+    """A state in the format before the compact one, converted: units in priority order (ties by
+    code), the queue and postponements by unit index, workflow ids derived from the attempts
+    (they always were `inspection-{year}-routine-{code}`, then `-2`, `-3`…)."""
+    slots = {code: UnitSlot.model_validate(v) for code, v in data["units"].items()}
+    order = sorted(slots, key=lambda c: (slots[c].priority, c))
+    where = {code: i for i, code in enumerate(order)}
+    letters = {UnitStatus.PLANNED: "p", UnitStatus.IN_PROGRESS: "i", UnitStatus.COMPLETED: "c",
+               UnitStatus.FAILED: "f"}
+    rows = [slots[c] for c in order]
+    table = {
+        "codes": order,
+        "batch": [u.batch for u in rows],
+        "status": "".join("o" if u.status is UnitStatus.IN_PROGRESS and u.overdue else letters[u.status]
+                          for u in rows),
+        "attempts": [u.attempts for u in rows],
+        "postponed": {i: u.postponed for i, u in enumerate(rows) if u.postponed},
+        "added": [i for i, u in enumerate(rows) if u.added],
+        "carried_over": {i: u.carried_over for i, u in enumerate(rows) if u.carried_over},
+        "last_score": {i: u.last_score for i, u in enumerate(rows) if u.last_score is not None},
+        "focus": {i: u.focus for i, u in enumerate(rows) if u.focus and u.status is not UnitStatus.COMPLETED},
+    }
+    out = {k: v for k, v in data.items() if k not in ("units", "queue", "gap_units")}
+    out["table"] = table
+    out["queue"] = [where[c] for c in data.get("queue", []) if c in where]
+    out["gap_count"] = len(data.get("gap_units", []))
+    return out
 
 
 class RoundStart(Model):
@@ -80,7 +161,7 @@ class RoundStart(Model):
     due_on: date | None = Field(None, description="every unit covered by then (default Dec 31)")
     batches: int = Field(4, ge=1, le=24)
     max_parallel: int = Field(100, ge=1, le=500, description="unit inspections in flight at most")
-    state: RoundState | None = Field(None, description="internal: carried across continue-as-new")
+    state: RoundState | None = Field(None, description="internal: carried across continue-as-new (either format)")
 
     @model_validator(mode="after")
     def _dates(self) -> RoundStart:

@@ -284,3 +284,77 @@ async def test_due_date_escalates_every_unit_not_covered_then_catches_up(env, po
     assert (result.completed, result.not_covered) == (3, [])
     assert await round_events(pool, h.id) == ["planned", "batch_opened", "coverage_gap", "completed"]
     await assert_replays(h, ALL_WORKFLOWS)
+
+
+def state_before_compact_format(year: int) -> dict:
+    """A round's state mid-year as the round wrote it before the compact format (schemas/round.py
+    at 7181a5b: `units` as {code: UnitSlot}, the queue by code): housing covered, water_resources
+    in progress and overdue, civil_affairs waiting in the queue, development_reform postponed to
+    batch 2, human_resources failed."""
+    wid = f"inspection-{year}-routine"
+    return {
+        "year": year, "start_on": f"{year}-01-05", "due_on": f"{year}-12-31", "max_parallel": 2,
+        "batches": [{"number": 1, "opens_on": f"{year}-01-05", "opened": True},
+                    {"number": 2, "opens_on": f"{year}-06-01", "opened": False}],
+        "units": {
+            "housing": {"batch": 0, "priority": 0, "status": "completed", "workflow_id": f"{wid}-housing",
+                        "attempts": 1, "last_score": 58.0},
+            "water_resources": {"batch": 0, "priority": 1, "status": "in_progress", "attempts": 1,
+                                "workflow_id": f"{wid}-water_resources", "overdue": True},
+            "civil_affairs": {"batch": 0, "priority": 2, "status": "planned", "level": "township"},
+            "human_resources": {"batch": 0, "priority": 3, "status": "failed", "attempts": 1,
+                                "workflow_id": f"{wid}-human_resources"},
+            "development_reform": {"batch": 1, "priority": 4, "status": "planned", "postponed": "机构改革"},
+        },
+        "queue": ["civil_affairs"], "seq": 5, "runs": 2, "started": 3,
+        "next_reconcile_at": f"{year}-01-12T01:00:00Z",
+        "history": [{"at": f"{year}-01-05T01:00:00Z", "action": "batch_opened", "operator": "系统",
+                     "agency": "coordination_group"}],
+        "planned_at": f"{year - 1}-12-30T01:00:00Z",
+    }
+
+
+@pytest.mark.parametrize("fmt", ["old", "compact"])
+async def test_a_run_continued_from_a_carried_state_goes_on(env, pool, fmt):
+    """What continue-as-new hands over: a run whose input carries the state of an earlier run, in the
+    format rounds used before the compact state (an old run continuing into this code) and in the
+    compact one, picks up every unit where it was and finishes the round."""
+    from schemas.round import RoundState
+
+    environment, tq = env
+    units = ["housing", "water_resources", "civil_affairs", "human_resources", "development_reform"]
+    await only_active(pool, units)
+    year = await next_year(environment)
+    rid = f"annual-inspection-{year}-{fmt}-state"
+    state = state_before_compact_format(year)
+    if fmt == "compact":
+        state = RoundState.model_validate(state).model_dump(mode="json")
+        assert "table" in state and "units" not in state
+    await until(environment, opens(date(year, 1, 5)))
+    # The inspection the earlier run had started is running.
+    await environment.client.start_workflow(
+        "UnitInspection", {"unit": "water_resources", "year": year, "kind": "routine", "lead": "coordination_group",
+                           "trigger": {"type": "annual", "ref": rid}},
+        id=f"inspection-{year}-routine-water_resources", task_queue=tq)
+    h = await environment.client.start_workflow(
+        "AnnualInspectionRound", {"year": year, "batches": 2, "max_parallel": 2, "state": state}, id=rid,
+        task_queue=tq, result_type=RoundResult)
+    c = await wait_for_async(lambda: planned(h), lambda c: c is not None and c.in_progress == 2)
+    c = await coverage(h)
+    assert (c.total, c.completed, c.in_progress, c.overdue, c.failed, c.planned, c.postponed, c.added, c.runs) == (
+        5, 1, 2, 1, 1, 1, 1, 0, 2)
+    assert [(b.total, b.completed, b.in_progress, b.failed) for b in c.batches] == [(4, 1, 2, 1), (1, 0, 0, 0)]
+    assert c.not_covered_units == ["water_resources", "civil_affairs", "human_resources", "development_reform"]
+    await complete(environment, f"inspection-{year}-routine-water_resources", "water_resources")
+    await complete(environment, f"inspection-{year}-routine-civil_affairs", "civil_affairs")
+    # The failed unit is inspected again (its second attempt) with the next batch.
+    c = await h.execute_update("add_unit", {**TEAM, "unit": "human_resources", "note": "重新督察"},
+                               result_type=Coverage)
+    assert (c.failed, c.added, c.batches[1].total) == (0, 1, 2)
+    await until(environment, opens(date(year, 6, 1)))
+    await complete(environment, f"inspection-{year}-routine-development_reform", "development_reform")
+    await complete(environment, f"inspection-{year}-routine-human_resources-2", "human_resources")
+    result = await h.result()
+    assert (result.total, result.completed, result.not_covered, result.runs) == (5, 5, [], 2)
+    assert await round_events(pool, rid) == ["unit_added", "batch_opened", "completed"]
+    await assert_replays(h, ALL_WORKFLOWS)

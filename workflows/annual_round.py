@@ -27,6 +27,7 @@ time's year in Asia/Shanghai, and the scheduled run starts the round under its c
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         plan_round,
         priority_order,
     )
+    from rules.round_units import RoundUnits
     from schemas.codes import AgencyCode
     from schemas.common import LAW_OFFICE, HistoryEntry
     from schemas.events import EventType
@@ -74,8 +76,7 @@ with workflow.unsafe.imports_passed_through():
         RoundStart,
         RoundState,
         RoundUnitRow,
-        UnitSlot,
-        UnitStatus,
+        UnitTable,
     )
 
 from workflows import calls
@@ -95,6 +96,7 @@ COORDINATION_GROUP = AgencyCode.COORDINATION_GROUP.value
 CAN_AFTER_STARTS = 500  # unit inspections started per run before continuing as new
 START_WAVE = 100  # unit inspections started by one activity
 CAN_AFTER_EVENTS = 4000  # or when the run's history grows past this
+PLAN_ROWS_PER_CALL = 1000  # plan rows per ledger.record_round (about 130 KB; patch round-plan-rows-in-parts)
 RECONCILE_EVERY = timedelta(days=7)
 BATCH_OPENS_AT = time(9, 0)
 HISTORY_KEPT = 50
@@ -125,6 +127,12 @@ class AnnualInspectionRound:
         self.start = start
         # A non-object input is refused in run(); until then there is no state to carry.
         self.state: RoundState | None = start.state if isinstance(start, RoundStart) else None
+        # The units live here while the run goes on (counted as they change, rules/round_units.py);
+        # state.table and state.queue are written back only when the run continues as new.
+        self.units: RoundUnits | None = None
+        self.queue: deque[int] = deque()
+        if self.state is not None:
+            self._load(self.state)
         self.lock = asyncio.Lock()
         self.wake = False
         self.finished = False
@@ -186,23 +194,43 @@ class AnnualInspectionRound:
             batches = plan_round(units, start_on=start_on, due_on=due_on, batches=s.batches, today=today)
         except PlanningError as exc:
             _refuse(str(exc), "the round cannot be planned")
-        order = {u.code: i for i, u in enumerate(priority_order(units))}
-        by_code = {u.code: u for u in units}
-        slots: dict[str, UnitSlot] = {}
-        for i, b in enumerate(batches):
-            for code in b.units:
-                u = by_code[code]
-                slots[code] = UnitSlot(batch=i, priority=order[code], carried_over=u.carried_over,
-                                       last_score=u.last_score, level=u.level, focus=list(u.focus))
+        in_batch = {code: i for i, b in enumerate(batches) for code in b.units}
+        ordered = priority_order(units)  # the batches cut this order, so plan order = priority
+        self.units = RoundUnits.planned(
+            year, [(u.code, in_batch[u.code]) for u in ordered],
+            carried_over={u.code: u.carried_over for u in ordered},
+            last_score={u.code: u.last_score for u in ordered}, focus={u.code: u.focus for u in ordered})
         self.state = RoundState(
             year=year, start_on=start_on, due_on=due_on, max_parallel=s.max_parallel,
             batches=[BatchSlot(number=b.number, opens_on=b.opens_on) for b in batches],
-            units=slots, planned_at=workflow.now())
+            table=UnitTable(codes=[], batch=[], status="", attempts=[]), planned_at=workflow.now())
+        rows = [self._row(i) for i in range(len(self.units))]
+        if len(rows) > PLAN_ROWS_PER_CALL and workflow.patched("round-plan-rows-in-parts"):
+            # A plan of thousands of units in one activity input outgrows Temporal's payload limit
+            # (about 134 bytes a row): the rows go in parts first, the last part with the event.
+            while len(rows) > PLAN_ROWS_PER_CALL:
+                part, rows = rows[:PLAN_ROWS_PER_CALL], rows[PLAN_ROWS_PER_CALL:]
+                await calls.record_round(RecordRound(snapshot=self._snapshot(), units=part))
         await self._step("planned", "系统", COORDINATION_GROUP,
-                         data={"units": len(slots), "batches": len(batches),
+                         data={"units": len(self.units), "batches": len(batches),
                                "carried_over_units": sum(1 for u in units if u.carried_over),
                                "opens_on": [b.opens_on.isoformat() for b in batches]},
-                         units=[self._row(c) for c in sorted(slots, key=lambda c: slots[c].priority)])
+                         units=rows)
+
+    def _load(self, st: RoundState) -> None:
+        """The units and the queue of a run continued as new (O(units), once per run)."""
+        t = st.table
+        self.units = RoundUnits(st.year, t.codes, t.batch, t.status, t.attempts, postponed=t.postponed,
+                                added=t.added, carried_over=t.carried_over, last_score=t.last_score,
+                                focus=t.focus)
+        self.queue = deque(st.queue)
+
+    def _carry(self) -> RoundState:
+        """The state to continue as new with: the units and queue written back, compact."""
+        st = self._st
+        st.table = UnitTable(**self._u.columns())
+        st.queue = list(self.queue)
+        return st
 
     async def _drive(self) -> RoundResult:
         st = self._st
@@ -222,18 +250,18 @@ class AnnualInspectionRound:
                 await self._record()  # the ledger's coverage at the hand-over
                 st.runs += 1
                 workflow.continue_as_new(RoundStart(year=st.year, batches=self.start.batches,
-                                                    max_parallel=st.max_parallel, state=st))
+                                                    max_parallel=st.max_parallel, state=self._carry()))
             self._set_alarm(self._next_wake())
             await workflow.wait_condition(lambda: self.wake)
         async with self.lock:
             self.finished = True
-            c = self._counts()
+            c = dict(self._u.counts)
             await self._step("completed", "系统", COORDINATION_GROUP,
-                             data={"completed": c["completed"], "not_covered": c["not_covered"]})
+                             data={"completed": c["completed"], "not_covered": c["total"] - c["completed"]})
             await self._refresh()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return RoundResult(workflow_id=workflow.info().workflow_id, year=st.year, total=len(st.units),
-                           completed=c["completed"], not_covered=self._not_covered(), runs=st.runs)
+        return RoundResult(workflow_id=workflow.info().workflow_id, year=st.year, total=c["total"],
+                           completed=c["completed"], not_covered=self._u.not_covered(), runs=st.runs)
 
     async def _open_batches(self) -> None:
         st = self._st
@@ -242,34 +270,30 @@ class AnnualInspectionRound:
             if b.opened or _at(b.opens_on) > now:
                 continue
             b.opened = True
-            codes = sorted((c for c, u in st.units.items() if u.batch == index and u.status is UnitStatus.PLANNED),
-                           key=lambda c: st.units[c].priority)
-            st.queue.extend(c for c in codes if c not in st.queue)
+            ready = self._u.planned_in(index)  # in priority order
+            queued = set(self.queue)
+            self.queue.extend(i for i in ready if i not in queued)
             await self._step("batch_opened", "系统", COORDINATION_GROUP,
-                             data={"batch": b.number, "units": len(codes)})
+                             data={"batch": b.number, "units": len(ready)})
 
     async def _start_ready(self) -> None:
         """Start waiting units while there is a free slot (never more than max_parallel)."""
         st = self._st
         if st.paused:
             return
-        free = st.max_parallel - self._counts()["in_progress"]
-        take: list[str] = []
-        while st.queue and len(take) < free and self.started_this_run + len(take) < CAN_AFTER_STARTS:
-            code = st.queue.pop(0)
-            if st.units[code].status is UnitStatus.PLANNED:
-                take.append(code)
+        units, queue = self._u, self.queue
+        free = st.max_parallel - units.counts["in_progress"]
+        take: list[int] = []
+        while queue and len(take) < free and self.started_this_run + len(take) < CAN_AFTER_STARTS:
+            i = queue.popleft()
+            if units.is_planned(i):
+                take.append(i)
         if not take:
             return
-        for code in take:
-            slot = st.units[code]
-            slot.attempts += 1
-            slot.status = UnitStatus.IN_PROGRESS
-            slot.overdue = False
-            base = f"inspection-{st.year}-routine-{code}"
-            slot.workflow_id = base if slot.attempts == 1 else f"{base}-{slot.attempts}"
+        for i in take:
+            units.start(i)
         # Started through an activity in waves of START_WAVE (see the module docstring).
-        items = [self._to_start(code) for code in take]
+        items = [self._to_start(i) for i in take]
         waves = [items[i:i + START_WAVE] for i in range(0, len(items), START_WAVE)]
         results = await asyncio.gather(*(calls.start_inspections(
             StartInspections(task_queue=workflow.info().task_queue, items=wave)) for wave in waves))
@@ -281,21 +305,21 @@ class AnnualInspectionRound:
         if st.next_reconcile_at is None:
             st.next_reconcile_at = workflow.now() + RECONCILE_EVERY
 
-    def _to_start(self, code: str) -> InspectionToStart:
-        st = self._st
-        slot = st.units[code]
-        assert slot.workflow_id is not None
+    def _to_start(self, i: int) -> InspectionToStart:
+        st, units = self._st, self._u
+        code, wid = units.codes[i], units.workflow_id(i)
+        assert wid is not None
         return InspectionToStart(
-            workflow_id=slot.workflow_id,
+            workflow_id=wid,
             start=UnitInspectionStart(
                 unit=code, year=st.year, kind=Kind.ROUTINE, lead=AgencyCode.COORDINATION_GROUP,
-                trigger=Trigger(type=TriggerType.ANNUAL, ref=workflow.info().workflow_id), focus=slot.focus),
-            summary=f"{st.year}年度平时督察：{code}（第{st.batches[slot.batch].number}批）")
+                trigger=Trigger(type=TriggerType.ANNUAL, ref=workflow.info().workflow_id),
+                focus=list(units.focus.get(i, ()))),
+            summary=f"{st.year}年度平时督察：{code}（第{st.batches[units.batch[i]].number}批）")
 
     async def _reconcile_if_due(self) -> None:
-        st = self._st
-        running = {u.workflow_id: c for c, u in st.units.items()
-                   if u.status is UnitStatus.IN_PROGRESS and u.workflow_id}
+        st, units = self._st, self._u
+        running = units.running  # workflow id -> unit, kept as units start and finish
         if not running:
             st.next_reconcile_at = None
             self.check_now.clear()
@@ -307,39 +331,37 @@ class AnnualInspectionRound:
             st.next_reconcile_at = workflow.now() + RECONCILE_EVERY
         if not ids:
             return
+        asked = {wid: running[wid] for wid in ids}
         found = await calls.describe(DescribeQuery(workflow_ids=ids))
         for wid, status in found.status.items():
-            slot = st.units[running[wid]]
-            if slot.status is not UnitStatus.IN_PROGRESS:
+            i = asked.get(wid)
+            if i is None or units.workflow_id(i) != wid or not units.in_progress(i):
                 continue  # reported meanwhile
             if status == "completed":
-                slot.status = UnitStatus.COMPLETED
+                units.complete(i)
             elif status != "running":
-                slot.status = UnitStatus.FAILED
+                units.fail(i)
 
     async def _escalate_gap(self) -> None:
         """At the due date every unit not yet covered is escalated (责任追究)."""
         st = self._st
         st.gap_escalated = True
-        st.gap_units = self._not_covered()
-        if not st.gap_units:
+        gap = self._u.not_covered()
+        st.gap_count = n = len(gap)
+        if not gap:
             return
-        n = len(st.gap_units)
-        listed = "、".join(st.gap_units[:20]) + ("等" if n > 20 else "")
+        listed = "、".join(gap[:20]) + ("等" if n > 20 else "")
         await self._step(
             "coverage_gap", "系统", "",
-            data={"not_covered": n, "units": st.gap_units},
+            data={"not_covered": n, "units": gap},
             notify=(EventType.INSPECTION_COVERAGE_GAP, [LAW_OFFICE, COORDINATION_GROUP],
                     f"{st.year}年度平时督察已到截止日期（{st.due_on:%Y年%m月%d日}），仍有 {n} 个执法单位"
                     f"未完成督察：{listed}，请督办"),
-            notify_data={"not_covered": n, "units": ",".join(st.gap_units[:GAP_LISTED]),
+            notify_data={"not_covered": n, "units": ",".join(gap[:GAP_LISTED]),
                          "listed": min(n, GAP_LISTED), "due_on": st.due_on.isoformat()})
 
     def _done(self) -> bool:
-        units = self._st.units.values()
-        if any(u.status in (UnitStatus.PLANNED, UnitStatus.IN_PROGRESS) for u in units):
-            return False
-        return all(u.status is UnitStatus.COMPLETED for u in units) or self._st.gap_escalated
+        return self._u.done(gap_escalated=self._st.gap_escalated)
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -381,17 +403,18 @@ class AnnualInspectionRound:
     @workflow.signal
     def inspection_progress(self, p: InspectionProgress) -> None:
         """From a UnitInspection of this round: overdue, completed or failed."""
-        if self.state is None or not usable(p, InspectionProgress):
+        units = self.units
+        if units is None or not usable(p, InspectionProgress):
             return
-        slot = self.state.units.get(p.unit)
-        if slot is None or slot.workflow_id != p.workflow_id:
+        i = units.index.get(p.unit)
+        if i is None or units.workflow_id(i) != p.workflow_id:
             return
-        if p.event == "overdue" and slot.status is UnitStatus.IN_PROGRESS:
-            slot.overdue = True
+        if p.event == "overdue":
+            units.mark_overdue(i)  # only while in progress
         elif p.event == "completed":
-            slot.status = UnitStatus.COMPLETED
-        elif p.event == "failed" and slot.status is UnitStatus.IN_PROGRESS:
-            slot.status = UnitStatus.FAILED
+            units.complete(i)
+        elif p.event == "failed":
+            units.fail(i)  # only while in progress
         self.wake = True
 
     # --- operator actions ----------------------------------------------------------------
@@ -414,23 +437,24 @@ class AnnualInspectionRound:
                                      not_before=self._today(), due_on=st.due_on)
             if index is None:
                 index = self._new_batch(day)
-            slot = st.units.get(action.unit)
-            if slot is None:
-                slot = UnitSlot(batch=index, priority=len(st.units), level=party.level or "county", added=True)
-                st.units[action.unit] = slot
-            slot.batch, slot.status, slot.added, slot.postponed = index, UnitStatus.PLANNED, True, ""
+            units = self._u
+            i = units.index.get(action.unit)
+            if i is None:
+                i = units.add(action.unit, index)  # last in priority
+            else:
+                units.plan_again(i, index)
             b = st.batches[index]
             await self._step("unit_added", action.operator, action.agency, note=action.note,
                              data={"unit": action.unit, "batch": b.number, "opens_on": b.opens_on.isoformat()},
-                             units=[self._row(action.unit)])
+                             units=[self._row(i)])
             self.wake = True
         return self.coverage()
 
     @add_unit.validator
     def _check_add(self, action: AddUnit) -> None:
         self._manager(action, "新增督察单位")
-        slot = self.state.units.get(action.unit) if self.state else None
-        if slot is not None and slot.status is not UnitStatus.FAILED:
+        i = self.units.index.get(action.unit) if self.units else None
+        if i is not None and not self.units.is_failed(i):
             _refuse(f"{action.unit} 已在本轮督察中", f"{action.unit} is already in this round")
 
     @workflow.update
@@ -441,9 +465,9 @@ class AnnualInspectionRound:
             self._check_postpone(action)
             if workflow.patched("authorize-operators"):
                 await calls.authorize(action.operator, action.agency, "round.manage")
-            st, today = self._st, self._today()
-            slot = st.units[action.unit]
-            base = max(st.batches[slot.batch].opens_on, today)
+            st, units, today = self._st, self._u, self._today()
+            i = units.index[action.unit]
+            base = max(st.batches[units.batch[i]].opens_on, today)
             index, day = later_batch([(b.opens_on, b.opened) for b in st.batches], today=today,
                                      not_before=action.until or base + timedelta(days=1), due_on=st.due_on)
             if index is None:
@@ -452,31 +476,32 @@ class AnnualInspectionRound:
                 if day <= base:
                     _refuse("截止日期前已没有可推迟的日期", "there is no later day before the due date")
                 index = self._new_batch(day)
-            slot.batch, slot.postponed = index, action.reason
-            if action.unit in st.queue:
-                st.queue.remove(action.unit)
+            units.postpone(i, index, action.reason)
+            if i in self.queue:
+                self.queue.remove(i)
             b = st.batches[index]
             await self._step("unit_postponed", action.operator, action.agency, note=action.reason,
                              data={"unit": action.unit, "batch": b.number, "opens_on": b.opens_on.isoformat()},
-                             units=[self._row(action.unit)])
+                             units=[self._row(i)])
             self.wake = True
         return self.coverage()
 
     @postpone_unit.validator
     def _check_postpone(self, action: PostponeUnit) -> None:
         self._manager(action, "推迟督察")
-        if self.state is None:
+        if self.state is None or self.units is None:
             return
-        slot = self.state.units.get(action.unit)
-        if slot is None:
+        i = self.units.index.get(action.unit)
+        if i is None:
             _refuse(f"{action.unit} 不在本轮督察中", f"{action.unit} is not in this round")
-        elif slot.status is not UnitStatus.PLANNED:
+        elif not self.units.is_planned(i):
             _refuse(f"{action.unit} 的督察已开始或已结束，不能推迟",
                     f"the inspection of {action.unit} has already started")
         if action.until is not None and not self._today() < action.until <= self.state.due_on:
             _refuse(f"推迟日期须在今天之后、截止日期 {self.state.due_on} 之前",
                     "until must be after today and not after the due date")
-        if action.until is not None and slot is not None and action.until <= self.state.batches[slot.batch].opens_on:
+        if (action.until is not None and i is not None
+                and action.until <= self.state.batches[self.units.batch[i]].opens_on):
             _refuse("推迟日期须晚于该单位所在批次的开始日期",
                     "until must be after the opening day of the unit's batch")
 
@@ -520,24 +545,16 @@ class AnnualInspectionRound:
 
     @workflow.query
     def coverage(self) -> Coverage:
-        st = self._st
-        c = self._counts()
-        per: list[BatchCoverage] = []
-        for i, b in enumerate(st.batches):
-            mine = [u for u in st.units.values() if u.batch == i]
-            per.append(BatchCoverage(
-                number=b.number, opens_on=b.opens_on, opened=b.opened, total=len(mine),
-                planned=sum(u.status is UnitStatus.PLANNED for u in mine),
-                in_progress=sum(u.status is UnitStatus.IN_PROGRESS for u in mine),
-                completed=sum(u.status is UnitStatus.COMPLETED for u in mine),
-                overdue=sum(u.status is UnitStatus.IN_PROGRESS and u.overdue for u in mine),
-                failed=sum(u.status is UnitStatus.FAILED for u in mine)))
+        st, units = self._st, self._u
+        c = units.counts
+        per = [BatchCoverage(number=b.number, opens_on=b.opens_on, opened=b.opened, **units.batch_counts(i))
+               for i, b in enumerate(st.batches)]
         return Coverage(
             year=st.year, stage=self._stage(), paused=st.paused, start_on=st.start_on, due_on=st.due_on,
             max_parallel=st.max_parallel, total=c["total"], planned=c["planned"],
             in_progress=c["in_progress"], completed=c["completed"], overdue=c["overdue"],
-            failed=c["failed"], not_covered=c["not_covered"], postponed=c["postponed"], added=c["added"],
-            batches=per, gap_escalated=st.gap_escalated, not_covered_units=self._not_covered()[:200],
+            failed=c["failed"], not_covered=c["total"] - c["completed"], postponed=c["postponed"], added=c["added"],
+            batches=per, gap_escalated=st.gap_escalated, not_covered_units=units.not_covered(200),
             runs=st.runs, history=list(st.history))
 
     # --- helpers -------------------------------------------------------------------------
@@ -582,37 +599,25 @@ class AnnualInspectionRound:
             return RoundStage.CLOSING
         return RoundStage.RUNNING
 
-    def _counts(self) -> dict[str, int]:
-        units = self._st.units.values()
-        c = {"total": len(self._st.units), "planned": 0, "in_progress": 0, "completed": 0, "failed": 0,
-             "overdue": 0, "postponed": 0, "added": 0}
-        for u in units:
-            c[u.status.value] += 1
-            c["overdue"] += u.status is UnitStatus.IN_PROGRESS and u.overdue
-            c["postponed"] += bool(u.postponed) and u.status is UnitStatus.PLANNED
-            c["added"] += u.added
-        c["not_covered"] = c["total"] - c["completed"]
-        return c
+    @property
+    def _u(self) -> RoundUnits:
+        if self.units is None:
+            _refuse("本轮督察尚在计划中，请稍后再试", "the round is still being planned; try again")
+        return self.units
 
-    def _not_covered(self) -> list[str]:
-        units = self._st.units
-        return sorted((c for c, u in units.items() if u.status is not UnitStatus.COMPLETED),
-                      key=lambda c: units[c].priority)
-
-    def _row(self, code: str) -> RoundUnitRow:
-        u = self._st.units[code]
-        return RoundUnitRow(unit=code, batch=self._st.batches[u.batch].number,
-                            opens_on=self._st.batches[u.batch].opens_on, priority=u.priority,
-                            carried_over=u.carried_over, last_score=u.last_score, postponed=u.postponed,
-                            added=u.added)
+    def _row(self, i: int) -> RoundUnitRow:
+        units, b = self._u, self._st.batches[self._u.batch[i]]
+        return RoundUnitRow(unit=units.codes[i], batch=b.number, opens_on=b.opens_on, priority=i,
+                            carried_over=units.carried_over.get(i, 0), last_score=units.last_score.get(i),
+                            postponed=units.postponed.get(i, ""), added=i in units.added)
 
     def _snapshot(self) -> RoundSnapshot:
-        st, c = self._st, self._counts()
+        st, c = self._st, self._u.counts
         return RoundSnapshot(
             round_id=workflow.info().workflow_id, year=st.year, stage=self._stage().value,
             start_on=st.start_on, due_on=st.due_on, batches=len(st.batches), max_parallel=st.max_parallel,
             total=c["total"], planned=c["planned"], in_progress=c["in_progress"], completed=c["completed"],
-            overdue=c["overdue"], failed=c["failed"], not_covered=c["not_covered"], paused=st.paused,
+            overdue=c["overdue"], failed=c["failed"], not_covered=c["total"] - c["completed"], paused=st.paused,
             gap_escalated=st.gap_escalated, runs=st.runs, planned_at=st.planned_at,
             closed_at=workflow.now() if self.finished else None)
 
@@ -642,12 +647,13 @@ class AnnualInspectionRound:
     async def _refresh(self) -> None:
         """Search attributes (only when they change: each upsert is a history event) and the
         Chinese current details."""
-        st, c = self._st, self._counts()
+        st, c = self._st, self._u.counts
+        not_covered = c["total"] - c["completed"]
         stage = self._stage()
-        gap = self._past_due() and c["not_covered"] > 0
+        gap = self._past_due() and not_covered > 0
         if gap:
             colour = "red"
-        elif c["not_covered"] and workflow.now() >= self._due_at() - timedelta(days=30):
+        elif not_covered and workflow.now() >= self._due_at() - timedelta(days=30):
             colour = "yellow"
         else:
             colour = "green"
@@ -672,6 +678,6 @@ class AnnualInspectionRound:
         nxt = next((b for b in st.batches if not b.opened), None)
         if nxt:
             lines.append(f"下一批：第{nxt.number}批 {nxt.opens_on:%Y-%m-%d}")
-        if st.gap_escalated and st.gap_units:
-            lines.append(f"截止时未覆盖 {len(st.gap_units)} 个单位，已报送依法治县办和执法协调小组")
+        if st.gap_escalated and st.gap_count:
+            lines.append(f"截止时未覆盖 {st.gap_count} 个单位，已报送依法治县办和执法协调小组")
         workflow.set_current_details("\n\n".join(lines))
