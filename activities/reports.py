@@ -25,7 +25,7 @@ ROW_COLUMNS = ", ".join(f"r.{c}" for c in ProblemRow.model_fields if c not in ("
 # The ledger's order: newest first (indexes rectifications_newest, rectifications_unit_newest,
 # rectifications_overdue_newest and the open ones of migration 0012 are in this order).
 ORDER = " ORDER BY r.required_at DESC, r.problem_no"
-LEDGER_PAGE = 200  # `ducha ledger` without --limit or --all
+LEDGER_PAGE = 50  # `ducha ledger` without --limit or --all: one screenful
 # `more` in a ledger page is exact up to this many rows (counting a million rows is not a page's work).
 MORE_CAP = 10_000
 

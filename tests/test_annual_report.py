@@ -233,7 +233,7 @@ def _html(sim: Year) -> str:
 
 
 async def _ledger(sim: Year) -> list[dict]:
-    code, out, err = await run_cli("ledger", "--csv", env=sim.cli_env)
+    code, out, err = await run_cli("ledger", "--csv", "--all", env=sim.cli_env)
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     return [r for r in rows if datetime.fromisoformat(r["required_at"]).astimezone(CHINA).year == sim.year]
