@@ -56,13 +56,15 @@ async def run_histories(client, workflow_id: str, first_run_id: str) -> list:
 
 def max_in_flight(histories) -> int:
     """Inspections started minus inspections reported, at its highest, across the whole round
-    (read from the histories: the `inspection.start` inputs and the `inspection_progress` signals)."""
+    (read from the histories: the `inspection.start` waves, activities or local-activity markers,
+    and the `inspection_progress` signals)."""
+    from bench.fanout import inspections_started
+
     now = peak = 0
     for h in histories:
         for e in h.events:
-            if (e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                    and e.activity_task_scheduled_event_attributes.activity_type.name == "inspection.start"):
-                now += len(json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)["items"])
+            if n := inspections_started(e):
+                now += n
             elif (e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
                   and e.workflow_execution_signaled_event_attributes.signal_name == "inspection_progress"):
                 now -= 1

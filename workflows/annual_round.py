@@ -17,7 +17,9 @@ Each inspection reports back by the signal `inspection_progress` (sent by workfl
 reaches the current run). A weekly describe check catches one that ended without reporting
 (terminated by an operator, failed before it could say so, or started by someone else under the
 same id). The round's whole state travels in its input across continue-as-new, which happens every
-CAN_AFTER_STARTS inspections started, or earlier when the history grows.
+CAN_AFTER_STARTS inspections started, or earlier when the history grows; the units are kept there as
+compact columns and counted as they change (rules/round_units.py), so neither a report nor the
+hand-over grows faster than the number of units.
 
 Started by schedule `annual-inspection` with `{"year": null}`: the year is the scheduled start
 time's year in Asia/Shanghai, and the scheduled run starts the round under its conventional id
