@@ -76,27 +76,42 @@ def _payload_bytes(payloads) -> int:
     return sum(len(p.data) for p in payloads.payloads)
 
 
-def inspections_started(e) -> int:
-    """Unit inspections a history event of the round starts: an `inspection.start` activity
-    scheduled (its input's items), or the marker of one run as a local activity (patch
-    round-start-local; the marker keeps the result: ids started, or found taken already)."""
-    if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-        a = e.activity_task_scheduled_event_attributes
-        if a.activity_type.name == "inspection.start":
-            return len(json.loads(a.input.payloads[0].data)["items"])
-    elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-        m = e.marker_recorded_event_attributes
-        if m.marker_name == "core_local_activity" and "data" in m.details and "result" in m.details:
-            data = json.loads(m.details["data"].payloads[0].data)
-            if data.get("activity_type") == "inspection.start" and m.details["result"].payloads:
-                result = json.loads(m.details["result"].payloads[0].data)
-                return len(result.get("started", [])) + len(result.get("existing", []))
-    return 0
+def in_flight(histories: list[WorkflowHistory]) -> dict:
+    """Unit inspections in flight along the round, read from its histories: started by an
+    `inspection.start` wave (the activity's input), ended by an `inspection_progress` report
+    (completed or failed) or, for one that never reported, by the round's `inspection.describe`
+    check finding it no longer running. `peak` is the most in flight at once."""
+    running: set[str] = set()
+    peak = started = reported = 0
+    for h in histories:
+        activity_types: dict[int, str] = {}
+        for e in h.events:
+            et = e.event_type
+            if et == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                a = e.activity_task_scheduled_event_attributes
+                activity_types[e.event_id] = a.activity_type.name
+                if a.activity_type.name == "inspection.start":
+                    ids = [i["workflow_id"] for i in json.loads(a.input.payloads[0].data)["items"]]
+                    running.update(ids)
+                    started += len(ids)
+            elif et == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                a = e.activity_task_completed_event_attributes
+                if activity_types.get(a.scheduled_event_id) == "inspection.describe" and a.result.payloads:
+                    status = json.loads(a.result.payloads[0].data).get("status", {})
+                    running.difference_update(w for w, s in status.items() if s != "running")
+            elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                a = e.workflow_execution_signaled_event_attributes
+                if a.signal_name == "inspection_progress" and a.input.payloads:
+                    p = json.loads(a.input.payloads[0].data)
+                    if p.get("event") in ("completed", "failed"):
+                        reported += 1
+                        running.discard(p.get("workflow_id", ""))
+            peak = max(peak, len(running))
+    return {"peak": peak, "started": started, "reported": reported, "still_running": len(running)}
 
 
 def round_facts(histories: list[WorkflowHistory]) -> dict:
-    """Largest history and payload, and the most inspections in flight (started minus reported)."""
-    in_flight = peak = started = reported = 0
+    """Largest history and payload, and the most inspections in flight (`in_flight`)."""
     biggest_input = biggest_activity = wft_failures = 0
     causes: dict[str, int] = {}
     for h in histories:
@@ -105,16 +120,6 @@ def round_facts(histories: list[WorkflowHistory]) -> dict:
             if et == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 a = e.activity_task_scheduled_event_attributes
                 biggest_activity = max(biggest_activity, _payload_bytes(a.input))
-            n = inspections_started(e)
-            if n:
-                in_flight += n
-                started += n
-                peak = max(peak, in_flight)
-            if et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-                a = e.workflow_execution_signaled_event_attributes
-                if a.signal_name == "inspection_progress":
-                    in_flight -= 1
-                    reported += 1
             elif et == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
                 biggest_input = max(biggest_input, _payload_bytes(e.workflow_execution_started_event_attributes.input))
             elif et == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
@@ -122,9 +127,11 @@ def round_facts(histories: list[WorkflowHistory]) -> dict:
                 cause = WorkflowTaskFailedCause.Name(e.workflow_task_failed_event_attributes.cause)
                 cause = cause.removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
                 causes[cause] = causes.get(cause, 0) + 1
+    flight = in_flight(histories)
     return {"runs": len(histories), "max_events": max(len(h.events) for h in histories),
             "run_events": [len(h.events) for h in histories],
-            "inspections_started": started, "inspections_reported": reported, "max_in_flight": peak,
+            "inspections_started": flight["started"], "inspections_reported": flight["reported"],
+            "max_in_flight": flight["peak"],
             "max_state_kb": biggest_input / 1024, "max_activity_input_kb": biggest_activity / 1024,
             "workflow_task_failures": wft_failures, "workflow_task_failure_causes": causes}
 

@@ -314,13 +314,14 @@ def _fanout(f: dict | None) -> list[str]:
     over = [s for s in f["scales"] if s["max_in_flight"] > f["max_parallel"]]
     if over:
         md += ["In flight, read from the round's histories (`inspection.start` waves minus `inspection_progress` "
-               "reports), reached " + ", ".join(f"{s['max_in_flight']} at {s['units']:,} units" for s in over)
+               "reports and inspections the round's describe check found ended), reached " + ", ".join(f"{s['max_in_flight']} at {s['units']:,} units" for s in over)
                + f", above `max_parallel` {f['max_parallel']}, while the `coverage` query never showed more than "
                f"{max(s['coverage_max_in_progress'] for s in f['scales'])} in progress (the round's own count). "
                "The difference is worth a look by the round's author.", ""]
     else:
         md += ["In flight stays within `max_parallel` both in the round's histories (`inspection.start` waves "
-               "minus reports) and in the `coverage` query.", ""]
+               "minus reports and inspections the round's describe check found ended) and in the `coverage` "
+               "query.", ""]
     big = f["scales"][-1]
     if big.get("profile_within_s"):
         md += [f"Where the worker's time goes at {big['units']:,} units (thread seconds, bench/sampler.py):", ""]

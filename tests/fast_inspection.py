@@ -7,6 +7,7 @@ import hashlib
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.inspection import InspectionProgress, UnitInspectionStart
@@ -18,7 +19,10 @@ class FastUnitInspection:
     async def run(self, start: UnitInspectionStart) -> int:
         days = 1 + int(hashlib.sha1(start.unit.encode()).hexdigest(), 16) % 5
         await workflow.sleep(timedelta(days=days))
-        await workflow.get_external_workflow_handle(start.trigger.ref).signal(
-            "inspection_progress",
-            InspectionProgress(unit=start.unit, workflow_id=workflow.info().workflow_id, event="completed"))
+        try:
+            await workflow.get_external_workflow_handle(start.trigger.ref).signal(
+                "inspection_progress",
+                InspectionProgress(unit=start.unit, workflow_id=workflow.info().workflow_id, event="completed"))
+        except FailureError as exc:  # as the real one: the round's weekly check finds it completed
+            workflow.logger.warning("could not report to round %s: %s", start.trigger.ref, exc)
         return days

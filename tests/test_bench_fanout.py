@@ -34,3 +34,50 @@ def test_segments_give_wall_and_cpu_per_thousand_done():
         {"done": 2_100, "inspections": 1_100, "wall": 39.0, "worker": 27.0, "temporal": 21.0},
     ]
     assert segments([]) == []
+
+
+def _event(event_id: int, kind: str, **attrs):
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.history.v1 import HistoryEvent
+
+    e = HistoryEvent(event_id=event_id, event_type=getattr(EventType, f"EVENT_TYPE_{kind}"))
+    getattr(e, {"ACTIVITY_TASK_SCHEDULED": "activity_task_scheduled_event_attributes",
+                "ACTIVITY_TASK_COMPLETED": "activity_task_completed_event_attributes",
+                "WORKFLOW_EXECUTION_SIGNALED": "workflow_execution_signaled_event_attributes"}[kind]).CopyFrom(
+        attrs["attributes"])
+    return e
+
+
+def test_in_flight_counts_reports_and_inspections_the_describe_check_found_ended():
+    import json
+
+    from temporalio.api.common.v1 import ActivityType, Payload, Payloads
+    from temporalio.api.history.v1 import (
+        ActivityTaskCompletedEventAttributes,
+        ActivityTaskScheduledEventAttributes,
+        WorkflowExecutionSignaledEventAttributes,
+    )
+    from temporalio.client import WorkflowHistory
+
+    from bench.fanout import in_flight
+
+    def payloads(value) -> Payloads:
+        return Payloads(payloads=[Payload(data=json.dumps(value).encode())])
+
+    start = ActivityTaskScheduledEventAttributes(
+        activity_type=ActivityType(name="inspection.start"),
+        input=payloads({"items": [{"workflow_id": "w-a"}, {"workflow_id": "w-b"}, {"workflow_id": "w-c"}]}))
+    describe = ActivityTaskScheduledEventAttributes(activity_type=ActivityType(name="inspection.describe"),
+                                                    input=payloads({"workflow_ids": ["w-b", "w-c"]}))
+    events = [
+        _event(5, "ACTIVITY_TASK_SCHEDULED", attributes=start),
+        _event(9, "WORKFLOW_EXECUTION_SIGNALED", attributes=WorkflowExecutionSignaledEventAttributes(
+            signal_name="inspection_progress", input=payloads({"workflow_id": "w-c", "event": "overdue"}))),
+        _event(10, "WORKFLOW_EXECUTION_SIGNALED", attributes=WorkflowExecutionSignaledEventAttributes(
+            signal_name="inspection_progress", input=payloads({"workflow_id": "w-a", "event": "completed"}))),
+        _event(14, "ACTIVITY_TASK_SCHEDULED", attributes=describe),
+        _event(16, "ACTIVITY_TASK_COMPLETED", attributes=ActivityTaskCompletedEventAttributes(
+            scheduled_event_id=14, result=payloads({"status": {"w-b": "completed", "w-c": "running"}}))),
+    ]
+    history = WorkflowHistory("annual-inspection-2027", events)
+    assert in_flight([history]) == {"peak": 3, "started": 3, "reported": 1, "still_running": 1}

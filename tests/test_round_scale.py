@@ -55,21 +55,12 @@ async def run_histories(client, workflow_id: str, first_run_id: str) -> list:
 
 
 def max_in_flight(histories) -> int:
-    """Inspections started minus inspections reported, at its highest, across the whole round
-    (read from the histories: the `inspection.start` waves, activities or local-activity markers,
-    and the `inspection_progress` signals)."""
-    from bench.fanout import inspections_started
+    """Inspections in flight at most across the whole round, read from the histories
+    (bench/fanout.py `in_flight`: the `inspection.start` waves, the `inspection_progress` reports
+    and the round's describe checks)."""
+    from bench.fanout import in_flight
 
-    now = peak = 0
-    for h in histories:
-        for e in h.events:
-            if n := inspections_started(e):
-                now += n
-            elif (e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-                  and e.workflow_execution_signaled_event_attributes.signal_name == "inspection_progress"):
-                now -= 1
-            peak = max(peak, now)
-    return peak
+    return in_flight(histories)["peak"]
 
 
 async def sample_in_progress(handle, samples: list[int]) -> None:
