@@ -5,7 +5,7 @@ The whole run must stay under 15 minutes on 2 cores, so the parts run in a fixed
 last one (fan-out) gets whatever time is left: each of its scales runs to completion or to its
 share of that time, and a capped scale is reported as such. Sizes can be changed for a longer run:
 BENCH_LIFECYCLES (overhead, default 60), BENCH_BUDGET_S (default 840), BENCH_PARTS (comma list of
-overhead,callbacks,sandbox,ledger,fanout).
+overhead,callbacks,sandbox,ledger,fanout), BENCH_FANOUT_SERVER (dev, the default, or time-skipping).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ async def main() -> int:
     async def run_fanout():
         left = budget - (time.monotonic() - began) - 20  # the report and the last stack's shutdown
         caps = fanout.caps_for(left)
-        return await fanout.run(caps=caps)
+        return await fanout.run(caps=caps, server=os.environ.get("BENCH_FANOUT_SERVER", "dev"))
 
     await part("overhead", run_overhead)
     await part("callbacks", run_callbacks)

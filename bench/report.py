@@ -280,13 +280,18 @@ def _fanout(f: dict | None) -> list[str]:
     md = ["## 2. Fan-out: AnnualInspectionRound over 1,000 / 5,000 / 10,000 units", ""]
     if not f:
         return md + ["Not measured in this run.", ""]
+    dev = f["server"].startswith("dev server")
+    where = ("On the embedded dev server (the `temporal` CLI's, as `make up` runs it), this year's round in one "
+             "batch (its batch dates have passed, so it opens at once and runs in real time)" if dev else
+             f"On the {f['server']} (the round's batches open over the months of the next year, so the clock is "
+             "skipped)")
     md += [
-        f"On the {f['server']} (the round's batches open over the months of the next year, so the clock is "
-        "skipped), with the real round, its real activities and PostgreSQL, a fresh server and a fresh worker "
-        "process per scale, units inserted into `parties`. The unit inspections are the scaled-down "
-        "UnitInspection of the round's own scale test (`tests/fast_inspection.py`: one to five days of "
-        "skipped time, then the same `inspection_progress` report); `max_parallel` "
-        f"{f['max_parallel']}, {f['batches']} batches. Each scale runs to completion or to its share of the "
+        f"{where}, with the real round, its real activities and PostgreSQL, a fresh PostgreSQL, server and "
+        "worker process per scale, units inserted into `parties`. The unit inspections are the scaled-down "
+        "UnitInspection of the round's own scale test (`tests/fast_inspection.py`: "
+        + ("one to five seconds" if dev else "one to five days of skipped time")
+        + ", then the same `inspection_progress` report); `max_parallel` "
+        f"{f['max_parallel']}, {1 if dev else f['batches']} batch(es). Each scale runs to completion or to its share of the "
         "time left in `make bench`, time a scale leaves unused going to the later ones (caps "
         + ", ".join(f"{c:.0f} s" for c in f.get("caps", [])) + ").",
         "",
@@ -353,8 +358,9 @@ def _fanout(f: dict | None) -> list[str]:
            f"{state_kb:,.0f} KB at {biggest['units']:,} units (about {state_kb * 1024 / biggest['units']:.0f} "
            "bytes per unit: unit codes and one status letter each as columns, `schemas/round.py` `UnitTable`), "
            + ("well under" if state_kb < 1024 else "against") + " Temporal's default payload limit of 2 MB "
-           "(`limit.blobSize.error`, enforced by the dev server and a production server; the time-skipping test "
-           f"server used here does not check it). The largest activity input was "
+           "(`limit.blobSize.error`, enforced by the dev server and a production server"
+           + ("" if dev else "; the time-skipping test server used here does not check it")
+           + f"). The largest activity input was "
            f"{biggest.get('max_activity_input_kb', 0):,.0f} KB (the plan rows, recorded in parts of 1,000).", ""]
     return md
 

@@ -6,7 +6,8 @@ config: temporal_address, postgres_url, task_queue, profile_path, and
                       is given, a second worker with the bare baseline (bench.baseline) on it;
              "fanout" AnnualInspectionRound and CallbackDelivery with real activities, and the
                       scaled-down UnitInspection of the round's own scale test
-                      (tests/fast_inspection.py) for the unit inspections;
+                      (tests/fast_inspection.py) for the unit inspections: days long, or
+                      seconds long with "stand_in": "seconds" (a dev server: real time);
   settings   extra Settings fields (e.g. max_cached_workflows).
 
 Prints READY once the workers poll. SIGUSR1 resets the sampling profiler, SIGUSR2 writes its
@@ -78,13 +79,14 @@ async def main(cfg: dict) -> None:
                 workers.append(Worker(client, task_queue=cfg["baseline_task_queue"],
                                       workflows=[BenchBaseline], activities=[noop], **same_settings()))
         elif cfg["mode"] == "fanout":
-            from tests.fast_inspection import FastUnitInspection
+            from tests.fast_inspection import FastUnitInspection, SecondsUnitInspection
             from workflows.annual_round import AnnualInspectionRound
             from workflows.callback_delivery import CallbackDelivery
 
             workers.append(Worker(
                 client, task_queue=cfg["task_queue"],
-                workflows=[AnnualInspectionRound, FastUnitInspection, CallbackDelivery],
+                workflows=[AnnualInspectionRound, CallbackDelivery,
+                           SecondsUnitInspection if cfg.get("stand_in") == "seconds" else FastUnitInspection],
                 activities=build_activities(pool, settings, client, http), **same_settings()))
         else:
             raise SystemExit(f"unknown mode {cfg['mode']!r}")

@@ -26,3 +26,21 @@ class FastUnitInspection:
         except FailureError as exc:  # as the real one: the round's weekly check finds it completed
             workflow.logger.warning("could not report to round %s: %s", start.trigger.ref, exc)
         return days
+
+
+@workflow.defn(name="UnitInspection")
+class SecondsUnitInspection:
+    """The same stand-in in seconds instead of days, for rounds on the dev server (real time):
+    the fan-out bench (bench/fanout.py) on the embedded dev server."""
+
+    @workflow.run
+    async def run(self, start: UnitInspectionStart) -> int:
+        seconds = 1 + int(hashlib.sha1(start.unit.encode()).hexdigest(), 16) % 5
+        await workflow.sleep(timedelta(seconds=seconds))
+        try:
+            await workflow.get_external_workflow_handle(start.trigger.ref).signal(
+                "inspection_progress",
+                InspectionProgress(unit=start.unit, workflow_id=workflow.info().workflow_id, event="completed"))
+        except FailureError as exc:
+            workflow.logger.warning("could not report to round %s: %s", start.trigger.ref, exc)
+        return seconds

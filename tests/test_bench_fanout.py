@@ -10,7 +10,7 @@ from bench.fanout import caps_for, next_cap, segments
 
 def test_caps_share_the_budget_in_proportion_to_size():
     caps = caps_for(580)
-    assert caps[0] == 40 and caps[1] * 2 == pytest.approx(caps[2])
+    assert caps[0] == 70 and caps[1] * 2 == pytest.approx(caps[2])  # the smallest scale gets 70 s at least
     assert sum(caps) == pytest.approx(580 - 24)
 
 
