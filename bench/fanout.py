@@ -304,7 +304,7 @@ async def run(scales: tuple[int, ...] = SCALES, caps: tuple[float, ...] = (90.0,
         cap = next_cap(caps, sum(r["wall"] for r in results), scales, k)
         used.append(cap)
         say(f"fan-out: AnnualInspectionRound over {units:,} units "
-            f"(max_parallel {MAX_PARALLEL}, {BATCHES} batches, {label}, cap {cap:.0f}s)")
+            f"(max_parallel {MAX_PARALLEL}, {round_input(server, year)['batches']} batch(es), {label}, cap {cap:.0f}s)")
         # A fresh PostgreSQL and server for each scale: no scale runs on the last one's leftovers.
         async with stack(f"fanout-{units}", temporal=server == "dev") as st:
             r = await one_scale(st, units, year, timeout=cap, server=server)
