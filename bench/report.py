@@ -239,9 +239,10 @@ def _where(o: dict, sb: dict | None) -> list[str]:
     md = ["### Where the cost goes", "",
           f"A ClueTransfer lifecycle costs {total['real']:.0f} ms of CPU over all processes against "
           f"{total['base']:.0f} ms for the baseline (CPU ratio {total['base'] / max(1, total['real']):.2f}; "
-          f"throughput ratio {o['real_throughput_ratio']:.2f}: with {o['in_flight']} lifecycles in flight the "
-          "run is bound by each lifecycle's round trips as much as by CPU, so the throughput ratio is the "
-          "higher of the two). What the extra CPU is:",
+          f"throughput ratio {o['real_throughput_ratio']:.2f}). On a quiet machine the run is CPU-bound and "
+          "the throughput ratio follows the CPU ratio; while other work loads the machine it is bound by each "
+          "lifecycle's round trips as well, and the ratio rises (0.79 and 1.01 in two runs of this part at "
+          "load average 4–5 on the same day). What the extra CPU is:",
           "",
           f"1. **The activities' real work** (worker: {rc.get('worker', 0) - bc.get('worker', 0):.0f} ms more "
           "than the baseline's no-op activities; thread time per lifecycle from the profile): "
@@ -263,6 +264,16 @@ def _where(o: dict, sb: dict | None) -> list[str]:
           "`DUCHA_MAX_CONCURRENT_WORKFLOW_TASKS` defaults to 10, and `callbacks.publish` makes each "
           "delivery's first attempt itself, so a CallbackDelivery workflow is started only for a delivery "
           "that needs a retry (section 4 measures that path).",
+          "",
+          "What is left is the layer's own work. The largest single item is the first callback attempt "
+          "inside `callbacks.publish`: per POST it reads the event and the endpoint again, checks the address "
+          "(a `getaddrinfo` in a thread, even for an IP literal), and opens a new TCP connection, because the "
+          "bench's receiver (like many agency servers) answers `Connection: close` (the innermost functions "
+          "below: socket set-up, `selectors.register`, the thread wake-ups). Next are the ledger's chained "
+          "event per step and the sandbox's import of the run's modules. Removing the re-reads and the thread "
+          "hop for IP literals, and passing the workflow helper modules through the sandbox, would each take "
+          "a few percent; none of them alone reaches 0.7 on a quiet machine, and the last would weaken the "
+          "determinism guard, so it is not done.",
           "",
           "Thread time by stage in the worker, ms per lifecycle (bench/sampler.py; wall time of busy threads, "
           "so a thread waiting for the GIL counts):",
