@@ -66,6 +66,12 @@ CLI_WORKFLOW_ID = "ducha-cli"
 # webhook-id travels in an HTTP header: other ids are replaced by a stable hash (see webhook_id).
 _HEADER_SAFE_ID = re.compile(r"^[A-Za-z0-9._:~-]{1,200}$")
 _DELIVER_CONCURRENCY = 10
+# How long one attempt waits out an unreachable PostgreSQL, before its POST and again before it
+# records the answer: an attempt that never reached the endpoint because our own database was
+# down should not use up a slot of the endpoint's schedule (docs/reliability.md, finding 2).
+# Twice this plus the HTTP timeout stays inside the attempt's start-to-close (HTTP timeout + 30 s).
+DB_PATIENCE_SECONDS = 12.0
+_DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
 
 
 class DeliveryRecord(BaseModel):
@@ -407,15 +413,15 @@ class CallbackActivities:
         self, event_id: str, recipient: str, *, require_enabled: bool, timeout: float | None = None
     ) -> AttemptResult:
         """One signed POST (`timeout` seconds at most, default `callback_timeout_seconds`)."""
-        event = await self.pool.fetchrow(
+        event = await _patiently(lambda: self.pool.fetchrow(
             "SELECT * FROM callback_events WHERE event_id = $1", event_id
-        )
+        ))
         if event is None:
             raise ApplicationError(
                 f"没有该事件 / unknown callback event {event_id!r}",
                 type="UnknownCallbackEvent", non_retryable=True,
             )
-        party = await self.pool.fetchrow(_PARTY_SQL, recipient)
+        party = await _patiently(lambda: self.pool.fetchrow(_PARTY_SQL, recipient))
         if party is None or not party["callback_url"]:
             result = AttemptResult(
                 outcome=AttemptOutcome.DISABLED, final=True,
@@ -442,7 +448,7 @@ class CallbackActivities:
         result, attempted = await self._post(
             url, body, webhook_id(event_id), keys, timeout or self.settings.callback_timeout_seconds
         )
-        await self._record(event_id, recipient, url if attempted else None, result)
+        await _patiently(lambda: self._record(event_id, recipient, url if attempted else None, result))
         if result.outcome is AttemptOutcome.GONE:
             await self.pool.execute(
                 "UPDATE parties SET callback_enabled = false, disabled_reason = $3, "
@@ -643,6 +649,23 @@ class CallbackActivities:
             http_status=result.http_status, latency_ms=result.latency_ms, error=result.error,
             endpoint_enabled=enabled and result.outcome is not AttemptOutcome.GONE,
         )
+
+
+async def _patiently(query):
+    """Run `query()` (a database call), waiting out PostgreSQL being unreachable for up to
+    DB_PATIENCE_SECONDS; then the error is raised as it is."""
+    deadline = time.monotonic() + DB_PATIENCE_SECONDS
+    delay = 0.25
+    while True:
+        try:
+            return await query()
+        except _DB_DOWN as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unreachable during a callback attempt; waiting", error=str(exc)[:200],
+                        retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _skip_reason(party: asyncpg.Record | None) -> str | None:

@@ -820,3 +820,35 @@ async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
     assert "hooks.court.example" in seen
     assert transport_hosts == [f"127.0.0.1|hooks.court.example:{receiver.port}"]
     assert receiver.hits[0].verified
+
+
+async def test_an_attempt_waits_out_a_short_database_outage(monkeypatch):
+    """PostgreSQL unreachable for a moment: the attempt's database calls wait (no slot of the
+    endpoint's schedule is used up); unreachable for longer than the patience: the error is raised."""
+    from activities import callbacks
+
+    calls = 0
+
+    async def flaky():
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionRefusedError("Connect call failed")
+        return "row"
+
+    assert await callbacks._patiently(flaky) == "row" and calls == 3
+
+    async def down():
+        raise ConnectionRefusedError("Connect call failed")
+
+    monkeypatch.setattr(callbacks, "DB_PATIENCE_SECONDS", 0.6)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ConnectionRefusedError):
+        await callbacks._patiently(down)
+    assert 0.2 <= asyncio.get_running_loop().time() - started <= 0.6, "waits, but never past the patience"
+
+    async def bug():
+        raise ValueError("not a database outage")
+
+    with pytest.raises(ValueError):
+        await callbacks._patiently(bug)
