@@ -139,7 +139,11 @@ async def run(env, payload: dict, suffix: str = "") -> tuple[object, AssessmentR
     handle = await environment.client.start_workflow(
         "AnnualAssessment", payload, id=f"annual-assessment-{year or 'auto'}{suffix}", task_queue=tq,
         result_type=AssessmentResult)
-    return handle, await handle.result()
+    # The assessment has no timers: waiting for it must not skip time. With skipping on, the test
+    # server's clock can race through activity heartbeat timeouts while `publish_scores` sends 30+
+    # callbacks in real time, and a later run's "last year" is no longer this module's year.
+    with environment.auto_time_skipping_disabled():
+        return handle, await handle.result()
 
 
 async def scores(pool, year: int) -> dict[str, dict]:
