@@ -17,14 +17,9 @@ with workflow.unsafe.imports_passed_through():
 class FastUnitInspection:
     @workflow.run
     async def run(self, start: UnitInspectionStart) -> int:
-        days = 1 + int(hashlib.sha1(start.unit.encode()).hexdigest(), 16) % 5
+        days = _length(start)
         await workflow.sleep(timedelta(days=days))
-        try:
-            await workflow.get_external_workflow_handle(start.trigger.ref).signal(
-                "inspection_progress",
-                InspectionProgress(unit=start.unit, workflow_id=workflow.info().workflow_id, event="completed"))
-        except FailureError as exc:  # as the real one: the round's weekly check finds it completed
-            workflow.logger.warning("could not report to round %s: %s", start.trigger.ref, exc)
+        await _report_completed(start)
         return days
 
 
@@ -35,12 +30,21 @@ class SecondsUnitInspection:
 
     @workflow.run
     async def run(self, start: UnitInspectionStart) -> int:
-        seconds = 1 + int(hashlib.sha1(start.unit.encode()).hexdigest(), 16) % 5
+        seconds = _length(start)
         await workflow.sleep(timedelta(seconds=seconds))
-        try:
-            await workflow.get_external_workflow_handle(start.trigger.ref).signal(
-                "inspection_progress",
-                InspectionProgress(unit=start.unit, workflow_id=workflow.info().workflow_id, event="completed"))
-        except FailureError as exc:
-            workflow.logger.warning("could not report to round %s: %s", start.trigger.ref, exc)
+        await _report_completed(start)
         return seconds
+
+
+def _length(start: UnitInspectionStart) -> int:
+    """One to five (days or seconds), fixed per unit code."""
+    return 1 + int(hashlib.sha1(start.unit.encode()).hexdigest(), 16) % 5
+
+
+async def _report_completed(start: UnitInspectionStart) -> None:
+    try:
+        await workflow.get_external_workflow_handle(start.trigger.ref).signal(
+            "inspection_progress",
+            InspectionProgress(unit=start.unit, workflow_id=workflow.info().workflow_id, event="completed"))
+    except FailureError as exc:  # as the real one: the round's weekly check finds it completed
+        workflow.logger.warning("could not report to round %s: %s", start.trigger.ref, exc)
