@@ -17,18 +17,21 @@ COPY workflows/ workflows/
 COPY activities/ activities/
 COPY workers/ workers/
 COPY rules/ rules/
+COPY config/ config/
+COPY reports/ reports/
+COPY audit/ audit/
 # Read-only application files, at the same relative paths as in the repository:
 # /app/migrations and /app/data (official calendars, demo registry).
 COPY migrations/ /app/migrations/
 COPY data/ /app/data/
 
 # Install the project with the locked versions (runtime dependencies only, no test extras).
-# The code looks for migrations/ and data/ next to its packages (workers.settings.PROJECT_ROOT),
+# The code looks for migrations/ and data/ next to its packages (config.settings.PROJECT_ROOT),
 # which for an installed package is site-packages: link them there, and fail the build if the
 # installed code cannot see its migrations. `cd /` so that python imports the installed package.
 RUN pip install -c requirements.lock . \
  && cd / \
- && root="$(python -c 'from workers.settings import PROJECT_ROOT; print(PROJECT_ROOT)')" \
+ && root="$(python -c 'from config.settings import PROJECT_ROOT; print(PROJECT_ROOT)')" \
  && ln -s /app/migrations /app/data "$root"/ \
  && python -c 'import sys; from workers.migrate import MIGRATIONS_DIR as d; sys.exit(0 if any(d.glob("*.sql")) else f"no migrations in {d}")' \
  && rm -rf /build

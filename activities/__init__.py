@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import httpx
     from temporalio.client import Client
 
-    from workers.settings import Settings
+    from config.settings import Settings
 
 
 def build_activities(

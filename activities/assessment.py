@@ -19,6 +19,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from config.yaml_file import FileError, load_yaml_model
 from rules.rubric import (
     COMPONENT_NAMES,
     GRADES,
@@ -36,16 +37,16 @@ from schemas.assessment import (
     ScoreYear,
     YearSummary,
 )
+from schemas.codes import AgencyCode
 from schemas.events import EventType, PublishEvent
-from workers.yaml_file import FileError, load_yaml_model
 
 if TYPE_CHECKING:
     from activities.callbacks import CallbackActivities
-    from workers.settings import Settings
+    from config.settings import Settings
 
 log = structlog.get_logger("ducha.assessment")
 
-COMMITTEE = "county_committee"
+COMMITTEE = AgencyCode.COUNTY_COMMITTEE.value
 DEADLINE_NAMES = {"transfer": "移送期限", "acknowledge": "签收期限", "handling": "办理期限"}
 # A problem's state after each of its ledger events (other events leave it unchanged).
 STATE_AFTER = {

@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from config.yaml_file import load_yaml_model
 from rules.workdays import MAX_YEAR, MIN_YEAR, CalendarError, DayMark, WorkCalendar
 from schemas.calendar import DeadlinePlan, DeadlineRequest
-from workers.yaml_file import load_yaml_model
 
 if TYPE_CHECKING:
-    from workers.settings import Settings
+    from config.settings import Settings
 
 log = structlog.get_logger("ducha.calendar")
 
@@ -121,7 +121,7 @@ async def read_official(db: _Fetcher) -> dict[int, dict[dt.date, DayMark]]:
 
 
 def read_files(directory: Path) -> list[CalendarFile]:
-    """Every data/calendar/*.yaml, validated (raises workers.yaml_file.FileError)."""
+    """Every data/calendar/*.yaml, validated (raises config.yaml_file.FileError)."""
     return [load_yaml_model(p, CalendarFile) for p in sorted(Path(directory).glob("*.yaml"))]
 
 

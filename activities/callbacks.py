@@ -54,7 +54,7 @@ from schemas.callbacks import (
 from schemas.events import EventType, PublishEvent, PublishResult
 
 if TYPE_CHECKING:
-    from workers.settings import Settings
+    from config.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 
 from bench.stack import CpuMeter, Stack, WorkerProcess, say, stack
-from workers.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT
 
 IN_FLIGHT = 20
 
 
 def envelope(secret_holder: str = "law_office") -> tuple[bytes, str]:
     from activities.callbacks import build_body
-    from workers.settings import Settings
+    from config.settings import Settings
 
     body = build_body(
         event_id="clue-2026-0007.1", type="clue.transferred", occurred_at=datetime.now(UTC),
@@ -128,8 +128,8 @@ async def _bounded(n: int, fn) -> float:
 
 async def posts_per_second(url: str, secret: str, n: int) -> dict:
     from activities.callbacks import make_http_client
+    from config.settings import Settings
     from rules.signing import webhook_headers
-    from workers.settings import Settings
 
     body, msg_id = envelope()
     async with make_http_client(Settings()) as http:
@@ -164,8 +164,8 @@ async def _events(st: Stack, n: int, recipients: list[str], tag: str) -> list[st
 
 async def deliver_attempts(st: Stack, n: int) -> dict:
     from activities.callbacks import CallbackActivities, make_http_client
+    from config.settings import Settings
     from schemas.callbacks import AttemptInput
-    from workers.settings import Settings
 
     settings = Settings(database_url=st.db_url, callback_allowlist=["127.0.0.1"])
     ids = await _events(st, n, ["law_office"], "direct")
@@ -188,8 +188,8 @@ async def full_path(st: Stack, events: int, recipients: list[str], tag: str, cap
     delivery is delivered or `cap` seconds have passed. The retry schedule's second wait is
     0.5 s, so a retried delivery's wall time is not the schedule's."""
     from activities.callbacks import CallbackActivities
+    from config.settings import Settings
     from schemas.events import EventType, PublishEvent
-    from workers.settings import Settings
 
     tq = f"bench-cb-{uuid.uuid4().hex[:6]}"
     config: dict = {"mode": "full", "task_queue": tq, "profile_path": str(st.root / f"profile-cb-{tag}.json")}

@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 
 from bench.stack import load_registry, say, stack
-from workers.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT
 
 PROBLEMS = 1_000_000
 CLUES = 100_000
@@ -393,7 +393,7 @@ COVERING = ["CREATE INDEX bench_year_unit ON rectifications (year, unit) "
 
 
 async def run(iterations: int = 100) -> dict:
-    from activities.reports import LEDGER_PAGE, Reports
+    from reports.ledger import LEDGER_PAGE, Reports
     from rules import bulletin as bulletin_rules
 
     async with stack("ledger", temporal=False, registry=False) as st:

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from workers.settings import PROJECT_ROOT, Settings
+from config.settings import PROJECT_ROOT, Settings
 
 DOC = PROJECT_ROOT / "docs" / "benchmarks.md"
 TARGET_RATIO = 0.7

@@ -25,7 +25,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from temporalio.worker.workflow_sandbox._importer import Importer
 
 from bench.stack import say
-from workers.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT
 
 PROJECT_PACKAGES = ("workflows", "schemas", "rules", "activities")
 IO_LIBRARIES = ("asyncpg", "httpx", "httpcore", "structlog", "cryptography", "yaml", "holidays", "psutil")

@@ -24,10 +24,10 @@ import psutil
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from config.settings import PROJECT_ROOT
 from workers.db import create_pool
 from workers.embedded import EmbeddedPostgres, TemporalDevServer, free_port
 from workers.migrate import migrate_dsn
-from workers.settings import PROJECT_ROOT
 
 DEMO_REGISTRY = PROJECT_ROOT / "data" / "registry" / "demo-county.yaml"
 CALENDAR_DIR = PROJECT_ROOT / "data" / "calendar"
@@ -103,10 +103,10 @@ async def load_registry(st: Stack):
     """Demo registry + calendars; every endpoint at a local receiver with a fresh secret."""
     from activities.calendar import CalendarActivities
     from activities.registry import RegistryStore
+    from config.settings import Settings
+    from config.yaml_file import load_yaml_model
     from schemas.registry import RegistryFile
     from tests.support import Receiver
-    from workers.settings import Settings
-    from workers.yaml_file import load_yaml_model
 
     receiver = await Receiver().start()
     store = RegistryStore(st.pool)

@@ -38,11 +38,11 @@ async def main(cfg: dict) -> None:
 
     from activities import build_activities
     from activities.callbacks import make_http_client
+    from config.settings import Settings
     from workers.client import connect
     from workers.db import create_pool
     from workers.log_context import LogContextInterceptor
     from workers.logging import configure_logging
-    from workers.settings import Settings
     from workers.worker import build_worker
 
     configure_logging("json", cfg.get("log_level", "info"))

@@ -18,10 +18,10 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from config.settings import Settings
 from workers.db import create_pool
 from workers.embedded import EmbeddedPostgres, free_port, temporal_cli_path
 from workers.migrate import migrate_dsn
-from workers.settings import Settings
 from workflows.search_attributes import ALL_KEYS
 
 DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry" / "demo-county.yaml"
@@ -119,8 +119,8 @@ async def receiver(pool):
     """A real HTTP receiver on 127.0.0.1; every registry endpoint of this module's database
     points at it, each with its own fresh secret."""
     from activities.registry import RegistryStore
+    from config.yaml_file import load_yaml_model
     from schemas.registry import RegistryFile
-    from workers.yaml_file import load_yaml_model
 
     from .support import Receiver
 

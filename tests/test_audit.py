@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from activities.audit import AuditChain
 from activities.ledger import insert_event
+from audit.chain import AuditChain
 from schemas.ledger import LedgerEvent
 
 from .support import run_cli

@@ -14,9 +14,9 @@ from temporalio.testing import ActivityEnvironment
 
 import activities.calendar as calendar_module
 from activities.calendar import CalendarActivities, CalendarDayEntry, CalendarFile
+from config.settings import Settings
+from config.yaml_file import FileError, load_yaml_model
 from schemas.calendar import DeadlineRequest
-from workers.settings import Settings
-from workers.yaml_file import FileError, load_yaml_model
 
 CALENDAR_DIR = Path(__file__).resolve().parent.parent / "data" / "calendar"
 D = date.fromisoformat

@@ -41,6 +41,8 @@ from activities.callbacks import (
     webhook_id,
 )
 from activities.registry import RegistryStore, new_secret
+from config.settings import Settings
+from config.yaml_file import load_yaml_model
 from schemas.callbacks import (
     AttemptInput,
     AttemptOutcome,
@@ -53,8 +55,6 @@ from schemas.callbacks import (
 from schemas.events import EventType, PublishEvent, PublishResult
 from schemas.registry import RegistryFile
 from tests import support
-from workers.settings import Settings
-from workers.yaml_file import load_yaml_model
 from workflows.callback_delivery import CallbackDelivery
 
 from .conftest import DEMO_REGISTRY, make_settings

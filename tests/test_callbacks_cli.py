@@ -23,12 +23,12 @@ from temporalio.worker import Worker
 
 from activities.callbacks import CallbackActivities, make_http_client
 from activities.registry import RegistryStore, new_secret
+from config.yaml_file import load_yaml_model
 from rules.signing import webhook_headers
 from schemas.callbacks import DeliveryOutput
 from schemas.registry import RegistryFile
 from workers.embedded import free_port, wait_for_port
 from workers.receiver import Receiver
-from workers.yaml_file import load_yaml_model
 from workflows.callback_delivery import CallbackDelivery
 
 from .conftest import DEMO_REGISTRY, make_settings

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from config.settings import Settings
 from schemas.events import EventType
-from workers.settings import Settings
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "agencies.md").read_text(encoding="utf-8")
 

@@ -33,6 +33,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer, Worker
 
+from config.settings import Settings, SettingsError, load_settings
 from workers.client import data_converter
 from workers.codec import (
     ENCODING,
@@ -51,7 +52,6 @@ from workers.embedded import (
     temporal_cli_path,
     wait_for_port,
 )
-from workers.settings import Settings, SettingsError, load_settings
 
 UI = "http://127.0.0.1:8233"
 BIN = Path(sys.executable).parent

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from workers.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 from workflows.search_attributes import CLI_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -231,7 +231,7 @@ def app_env_problems(compose: dict) -> list[str]:
             problems.append(f"{name} is not built from the Dockerfile")
         for key in env:
             if key.startswith("DUCHA_") and key.removeprefix("DUCHA_").lower() not in fields:
-                problems.append(f"{name}: {key} is not a field of workers.settings.Settings")
+                problems.append(f"{name}: {key} is not a field of config.settings.Settings")
             elif not key.startswith("DUCHA_"):
                 problems.append(f"{name}: {key} is not a DUCHA_ setting")
     if len({tuple(sorted(env.items())) for env in envs.values()}) != 1:
@@ -360,7 +360,7 @@ def test_every_depends_on_target_exists(compose: dict) -> None:
 
 
 def test_app_environment_is_valid_settings(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The values themselves pass workers.settings validation (host:port, URL, zone, literals)."""
+    """The values themselves pass config.settings validation (host:port, URL, zone, literals)."""
     for name in APP_SERVICES:
         for key, value in environment(compose["services"][name]).items():
             monkeypatch.setenv(key, with_defaults(value, required="secret"))

@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 import pytest_asyncio
 
-from activities import reports as reports_module
-from activities.reports import Reports, UnknownProblem
+from reports import ledger as reports_module
+from reports.ledger import Reports, UnknownProblem
 from rules import bulletin as bulletin_rules
 from rules.bulletin import Bulletin, BulletinLine, UnitStatus
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from activities.registry import LookupPartiesInput, RegistryStore
+from config.yaml_file import FileError, load_yaml_model
 from schemas.registry import RegistryFile
-from workers.yaml_file import FileError, load_yaml_model
 
 from .conftest import DEMO_REGISTRY
 

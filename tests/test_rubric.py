@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from config.settings import Settings
+from config.yaml_file import FileError, load_yaml_model
 from rules.rubric import (
     EvaluationFact,
     GradeBands,
@@ -20,8 +22,6 @@ from rules.rubric import (
     Weights,
     score,
 )
-from workers.settings import Settings
-from workers.yaml_file import FileError, load_yaml_model
 
 R = Rubric(version="test")
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

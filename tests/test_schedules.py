@@ -25,11 +25,11 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities import build_activities
+from config.settings import SettingsError, load_settings
 from schemas.rectification import RectificationStatus
 from schemas.round import Coverage, RoundResult
 from workers.embedded import temporal_cli_path
 from workers.schedules import sync
-from workers.settings import SettingsError, load_settings
 from workflows.catalog import ALL_WORKFLOWS
 
 from .conftest import make_settings

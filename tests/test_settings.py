@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from workers.settings import SettingsError, load_settings
+from config.settings import SettingsError, load_settings
 
 
 def test_defaults_are_the_embedded_stack(monkeypatch):

@@ -7,11 +7,11 @@ import structlog
 
 from activities.calendar import CalendarActivities
 from activities.registry import RegistryStore
+from config.settings import Settings
+from config.yaml_file import load_yaml_model
 from schemas.registry import RegistryFile
 from workers.db import create_pool
 from workers.migrate import migrate_dsn
-from workers.settings import Settings
-from workers.yaml_file import load_yaml_model
 
 log = structlog.get_logger("ducha.bootstrap")
 

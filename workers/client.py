@@ -11,8 +11,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from config.settings import Settings
 from workers.codec import codec_from_settings
-from workers.settings import Settings
 
 log = structlog.get_logger(__name__)
 _warned_plaintext = False

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from workers.settings import CODEC_KEY_BYTES, Settings, SettingsError, codec_key_problem
+from config.settings import CODEC_KEY_BYTES, Settings, SettingsError, codec_key_problem
 
 ENCODING = b"binary/encrypted"
 KEY_ID_KEY = "encryption-key-id"

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from temporalio.api.common.v1 import Payload, Payloads
 
+from config.settings import Settings
 from workers.codec import CodecError, EncryptionCodec, codec_from_settings
-from workers.settings import Settings
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_HEADER_LINES = 100

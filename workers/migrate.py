@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from workers.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 # Arbitrary but fixed: "ducha" in ASCII.

@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from config.settings import Settings
 from rules.signing import SignatureError, verify
 from workers.db import create_pool
-from workers.settings import Settings
 
 HOST = "127.0.0.1"
 MAX_BODY_BYTES = 1_000_000

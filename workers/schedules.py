@@ -18,11 +18,11 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from config.settings import Settings
 from schemas.assessment import AssessmentStart
 from schemas.digest import DigestStart
 from schemas.risk import RiskScanStart
 from schemas.round import RoundStart
-from workers.settings import Settings
 
 
 @dataclass(frozen=True)

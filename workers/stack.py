@@ -20,10 +20,10 @@ from pathlib import Path
 
 import structlog
 
+from config.settings import Settings
 from workers.codec import ensure_local_keys
 from workers.embedded import EmbeddedPostgres, TemporalDevServer, stop_process, wait_for_port
 from workers.logging import configure_logging
-from workers.settings import Settings
 
 log = structlog.get_logger("ducha.up")
 

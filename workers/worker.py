@@ -16,10 +16,10 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.callbacks import make_http_client
+from config.settings import Settings
 from workers.client import connect
 from workers.db import create_pool
 from workers.log_context import LogContextInterceptor
-from workers.settings import Settings
 from workflows.catalog import ALL_WORKFLOWS
 
 log = structlog.get_logger(__name__)

@@ -47,6 +47,8 @@ from temporalio.service import RPCError
 
 from activities.calendar import CalendarActivities
 from activities.registry import RegistryStore
+from config.settings import PROJECT_ROOT, Settings
+from config.yaml_file import load_yaml_model
 from schemas.callbacks import AttemptResult, DeliveryInput, DeliveryOutput
 from schemas.clue import ClueResult, ClueStart
 from schemas.rectification import RectificationResult, RectificationStart
@@ -54,8 +56,6 @@ from schemas.registry import RegistryFile
 from workers.db import create_pool
 from workers.embedded import EmbeddedPostgres, TemporalDevServer, free_port
 from workers.migrate import migrate_dsn
-from workers.settings import PROJECT_ROOT, Settings
-from workers.yaml_file import load_yaml_model
 
 from ..support import run_cli
 from .receiver import HANG, Answer, FaultReceiver

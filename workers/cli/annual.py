@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from activities.annual_report import AnnualReport, YearRecords
+from reports.annual import AnnualReport, YearRecords
 from rules import annual_report as render
 from schemas.report import AnnualReportData
 from workers.cli.common import db_pool, fail, run, settings

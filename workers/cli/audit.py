@@ -2,7 +2,7 @@
 
 import typer
 
-from activities.audit import AuditChain
+from audit.chain import AuditChain
 from workers.cli.common import db_pool, run, settings
 
 app = typer.Typer(help="审计 / tamper-evident ledger", no_args_is_help=True)

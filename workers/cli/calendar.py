@@ -23,11 +23,11 @@ from activities.calendar import (
     read_files,
     read_official,
 )
+from config.settings import Settings
+from config.yaml_file import FileError, load_yaml_model
 from rules.workdays import CalendarError, MonthDay, WorkCalendar
 from schemas.calendar import DeadlineRequest
 from workers.cli.common import db_pool, fail, run, settings
-from workers.settings import Settings
-from workers.yaml_file import FileError, load_yaml_model
 
 app = typer.Typer(help="工作日历 / statutory working-day calendar", no_args_is_help=True)
 

@@ -10,9 +10,9 @@ from typing import TypeVar
 import asyncpg
 import typer
 
+from config.settings import Settings, load_settings
 from workers.db import create_pool
 from workers.logging import configure_logging
-from workers.settings import Settings, load_settings
 
 T = TypeVar("T")
 

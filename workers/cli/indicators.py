@@ -10,9 +10,9 @@ import typer
 from pydantic import ValidationError
 
 from activities.inspections import InspectionActivities
+from config.yaml_file import FileError
 from schemas.risk import PERIOD_PATTERN, IndicatorRow
 from workers.cli.common import db_pool, fail, run, settings
-from workers.yaml_file import FileError
 
 app = typer.Typer(help="风险指标 / risk indicators (complaints, lost lawsuits, revoked decisions)",
                   no_args_is_help=True)

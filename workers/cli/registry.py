@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 
 from activities.registry import RegistryStore
+from config.yaml_file import FileError, load_yaml_model
 from schemas.registry import RegistryFile
 from workers.cli.common import db_pool, fail, run, settings
-from workers.yaml_file import FileError, load_yaml_model
 
 app = typer.Typer(help="登记册 / registry of agencies and enforcement units", no_args_is_help=True)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from activities.registry import RegistryStore
-from activities.reports import LEDGER_PAGE, STATUS_FILTERS, Reports, UnknownProblem
+from reports.ledger import LEDGER_PAGE, STATUS_FILTERS, Reports, UnknownProblem
 from rules import bulletin as bulletin_rules
 from schemas.events import EventType, PublishEvent
 from workers.cli.common import db_pool, fail, run, settings

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from activities.assessment import COMMITTEE
 from rules.rubric import COMPONENTS
+from schemas.codes import AgencyCode
 from schemas.report import (
     AnnualReportData,
     BatchCoverage,
@@ -39,6 +39,8 @@ CLUE_DEADLINES = (("transfer", "transferred", None), ("acknowledge", "acknowledg
                   ("handling", "concluded", "acknowledged"))
 FUNNEL = (("required", "下达整改"), ("reported", "报告整改"), ("accepted", "验收通过"),
           ("looked_back", "回头看"), ("closed", "销号"), ("escalated", "拒不整改升级"))
+
+COMMITTEE = AgencyCode.COUNTY_COMMITTEE.value
 
 
 class AnnualReport:

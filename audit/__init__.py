@@ -1,0 +1,1 @@
+"""Verification of the tamper-evident ledger chain."""

@@ -1,0 +1,1 @@
+"""Reports built from the ledger (bulletin, ledger pages, annual acceptance report): read-only SQL, no Temporal."""
