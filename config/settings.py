@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Demo stack
     receiver_port: int = Field(8789, ge=1, le=65535)
     codec_port: int = Field(8790, ge=1, le=65535)
+    # 督办看板: the read-only supervision board (`ducha board`), bound to board_host.
+    board_host: str = "127.0.0.1"
+    board_port: int = Field(8791, ge=1, le=65535)
     registry_file: Path = PROJECT_ROOT / "data" / "registry" / "demo-county.yaml"
     calendar_dir: Path = PROJECT_ROOT / "data" / "calendar"
     # Yearly assessment rubric (docs/assessment.md)

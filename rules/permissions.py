@@ -16,17 +16,44 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"  # 督办负责人 (law_office): extends deadlines
 
 
-# Actions that need more than membership of the acting agency.
-ACTION_ROLES: dict[str, Role] = {
-    "clue.extend_deadline": Role.SUPERVISOR,
-    "rectification.extend_deadline": Role.SUPERVISOR,
-    "rectification.review": Role.INSPECTOR,
-    "rectification.record_lookback": Role.INSPECTOR,
-    "inspection.record_method": Role.INSPECTOR,
-    "inspection.record_finding": Role.INSPECTOR,
-    "inspection.evaluate": Role.INSPECTOR,
-    "inspection.issue_feedback": Role.INSPECTOR,
-    "round.manage": Role.INSPECTOR,  # the coordination group runs the routine round
+class Action(StrEnum):
+    """Every operator action the workflows authorize (the update it is named for)."""
+
+    CLUE_TRANSFER = "clue.transfer"
+    CLUE_ACKNOWLEDGE = "clue.acknowledge"
+    CLUE_REPORT_RESULT = "clue.report_result"
+    CLUE_WITHDRAW = "clue.withdraw"
+    CLUE_EXTEND_DEADLINE = "clue.extend_deadline"
+    RECTIFICATION_SUBMIT_REPORT = "rectification.submit_report"
+    RECTIFICATION_REVIEW = "rectification.review"
+    RECTIFICATION_RECORD_LOOKBACK = "rectification.record_lookback"
+    RECTIFICATION_EXTEND_DEADLINE = "rectification.extend_deadline"
+    INSPECTION_SUBMIT_SELF_INSPECTION = "inspection.submit_self_inspection"
+    INSPECTION_RECORD_METHOD = "inspection.record_method"
+    INSPECTION_RECORD_FINDING = "inspection.record_finding"
+    INSPECTION_EVALUATE = "inspection.evaluate"
+    INSPECTION_ISSUE_FEEDBACK = "inspection.issue_feedback"
+    ROUND_MANAGE = "round.manage"
+
+
+# The role each action needs beyond membership of the acting agency (None: membership is enough).
+# Every Action has an entry; tests/test_permissions.py fails when one is added without it.
+ACTION_ROLES: dict[Action, Role | None] = {
+    Action.CLUE_TRANSFER: None,
+    Action.CLUE_ACKNOWLEDGE: None,
+    Action.CLUE_REPORT_RESULT: None,
+    Action.CLUE_WITHDRAW: None,
+    Action.CLUE_EXTEND_DEADLINE: Role.SUPERVISOR,
+    Action.RECTIFICATION_SUBMIT_REPORT: None,
+    Action.RECTIFICATION_REVIEW: Role.INSPECTOR,
+    Action.RECTIFICATION_RECORD_LOOKBACK: Role.INSPECTOR,
+    Action.RECTIFICATION_EXTEND_DEADLINE: Role.SUPERVISOR,
+    Action.INSPECTION_SUBMIT_SELF_INSPECTION: None,
+    Action.INSPECTION_RECORD_METHOD: Role.INSPECTOR,
+    Action.INSPECTION_RECORD_FINDING: Role.INSPECTOR,
+    Action.INSPECTION_EVALUATE: Role.INSPECTOR,
+    Action.INSPECTION_ISSUE_FEEDBACK: Role.INSPECTOR,
+    Action.ROUND_MANAGE: Role.INSPECTOR,  # the coordination group runs the routine round
 }
 
 
@@ -41,7 +68,10 @@ def refusal(
     if party != agency:
         return (f"操作人 {operator} 属于 {party}，不能代表 {agency} 操作 / "
                 f"operator {operator!r} belongs to {party}, not {agency}")
-    needed = ACTION_ROLES.get(action)
+    try:
+        needed = ACTION_ROLES[Action(action)]
+    except (ValueError, KeyError):
+        return f"未知的操作 {action} / unknown action {action!r}"
     if needed is not None and needed.value not in (roles or []):
         return (f"操作人 {operator} 没有「{needed.value}」角色，不能执行 {action} / "
                 f"operator {operator!r} lacks role {needed.value} for {action}")
