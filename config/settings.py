@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CODEC_KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -64,8 +65,9 @@ class Settings(BaseSettings):
     # Yearly assessment rubric (docs/assessment.md)
     assessment_rubric: Path = PROJECT_ROOT / "data" / "assessment" / "rubric.yaml"
     # Callbacks
-    callback_allowlist: list[str] = Field(default_factory=list)
-    callback_retry_schedule: list[float] = Field(
+    # List settings take a JSON list or comma-separated values: `127.0.0.1,localhost`.
+    callback_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    callback_retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
     )
     callback_timeout_seconds: float = Field(10.0, gt=0)
@@ -156,16 +158,11 @@ class Settings(BaseSettings):
             raise ValueError("is set but DUCHA_CODEC_KEYS is empty")
         return value
 
-    @field_validator("codec_cors_origins", mode="before")
+    @field_validator("callback_allowlist", "callback_retry_schedule", "codec_cors_origins", mode="before")
     @classmethod
-    def _origins_json(cls, value: object) -> object:
+    def _list_from_env(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
-            if not value.strip():
-                return []
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ValueError('must be a JSON list such as ["https://ui.example.gov.cn"]') from None
+            return parse_list(value, info.field_name or "")
         return value
 
     @field_validator("codec_cors_origins")
@@ -192,6 +189,32 @@ class Settings(BaseSettings):
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/ducha"
 
 
+LIST_EXAMPLES = {
+    "callback_allowlist": "127.0.0.1,agency.example.gov.cn",
+    "callback_retry_schedule": "0,5,300,1800",
+    "codec_cors_origins": "https://ui.example.gov.cn",
+}
+
+
+def parse_list(value: str, field: str = "") -> list:
+    """A list setting from the environment: a JSON list, or comma-separated values (blanks
+    around each dropped, empty items skipped); an empty string is the empty list."""
+    text = value.strip()
+    if not text:
+        return []
+    if text.startswith(("[", "{")):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            example = LIST_EXAMPLES.get(field, "a,b")
+            raise ValueError(f"is not a valid JSON list; use JSON or comma-separated values "
+                             f"such as {example}") from None
+        if not isinstance(parsed, list):
+            raise ValueError("must be a JSON list or comma-separated values, not a JSON object")
+        return parsed
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def codec_key_problem(key_id: str, encoded: str) -> str | None:
     """Why (key id, base64 key) is not a usable AES-256 key, or None; never echoes the key."""
     if not CODEC_KEY_ID_PATTERN.match(key_id):
@@ -213,4 +236,15 @@ def load_settings(**overrides: object) -> Settings:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
         message = err["msg"].removeprefix("Value error, ")
-        raise SettingsError(f"配置错误 / invalid configuration: DUCHA_{field.upper()}: {message}") from None
+        if len(err["loc"]) > 1:  # an item of a list: which one
+            message = f"item {err['loc'][1]} ({err.get('input')!r}): {message}"
+        raise SettingsError(f"{_PREFIX}: DUCHA_{field.upper()}: {message}") from None
+    except PydanticSettingsError as exc:
+        # A value pydantic-settings could not even decode (JSON for a dict or list setting).
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"DUCHA_{found.group(1).upper()}" if found else "DUCHA_*"
+        cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ else "cannot be parsed"
+        raise SettingsError(f"{_PREFIX}: {name}: {cause}") from None
+
+
+_PREFIX = "配置错误 / invalid configuration"
