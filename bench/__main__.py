@@ -18,7 +18,7 @@ import traceback
 from datetime import UTC, datetime
 
 from bench import callbacks, fanout, ledger_queries, overhead, report, sandbox
-from bench.stack import machine, say
+from bench.stack import isolate, machine, say
 
 PARTS = ("overhead", "callbacks", "sandbox", "ledger", "fanout")
 
@@ -26,6 +26,7 @@ PARTS = ("overhead", "callbacks", "sandbox", "ledger", "fanout")
 async def main() -> int:
     from workers.logging import configure_logging
 
+    isolate()  # no DUCHA_* variable and no .data/ of a `make up` reach the bench
     configure_logging("console", "warning")  # the bench process's own activity calls stay quiet
     began = time.monotonic()
     budget = float(os.environ.get("BENCH_BUDGET_S", "840"))

@@ -1,11 +1,17 @@
 """The stack each bench part runs on: its own embedded PostgreSQL and headless Temporal dev server
 on free ports in a temp dir, migrated, with the demo registry and the official calendars loaded and
 every callback endpoint pointed at a local receiver; plus a worker in a child process (so its CPU,
-memory and profile are its own) and CPU accounting per process."""
+memory and profile are its own) and CPU accounting per process.
+
+The bench is isolated from the machine's configuration (`isolate`): every DUCHA_* variable is
+dropped and DUCHA_DATA_DIR is a throwaway directory, so a `make up` beside it, its `.data/` (and
+the payload encryption key there) or a DUCHA_* setting in the shell change nothing; every port is a
+free one."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -24,7 +30,7 @@ import psutil
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from config.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT, isolate_environment
 from workers.db import create_pool
 from workers.embedded import EmbeddedPostgres, TemporalDevServer, free_port
 from workers.migrate import migrate_dsn
@@ -36,6 +42,22 @@ CALENDAR_DIR = PROJECT_ROOT / "data" / "calendar"
 def say(message: str) -> None:
     """One progress line on stderr (the final table goes to stdout)."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+_isolated: Path | None = None
+
+
+def isolate() -> Path:
+    """Once per process: drop every DUCHA_* variable and point DUCHA_DATA_DIR at a throwaway
+    directory (removed at exit); the worker processes inherit it. Returns that directory."""
+    global _isolated
+    if _isolated is None:
+        _isolated = Path(tempfile.mkdtemp(prefix="ducha-bench-data-"))
+        dropped = isolate_environment(_isolated)
+        atexit.register(shutil.rmtree, _isolated, True)
+        if dropped:
+            say(f"bench: ignoring {', '.join(sorted(dropped))} (the bench runs on its own stacks)")
+    return _isolated
 
 
 def _start_postgres(root: Path) -> EmbeddedPostgres:
@@ -71,6 +93,7 @@ class Stack:
 @contextlib.asynccontextmanager
 async def stack(name: str, *, temporal: bool = True, registry: bool = True,
                 pool_size: int = 10) -> AsyncIterator[Stack]:
+    isolate()
     root = Path(tempfile.mkdtemp(prefix=f"ducha-bench-{name}-"))
     pg = await asyncio.to_thread(_start_postgres, root)
     server: TemporalDevServer | None = None

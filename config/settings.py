@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
 from datetime import date, time
 from pathlib import Path
@@ -213,6 +214,18 @@ def parse_list(value: str, field: str = "") -> list:
             raise ValueError("must be a JSON list or comma-separated values, not a JSON object")
         return parsed
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def isolate_environment(data_dir: Path) -> dict[str, str]:
+    """Cut this process (and every child it starts) off the operator's configuration: drop every
+    DUCHA_* variable and point DUCHA_DATA_DIR at `data_dir`, so neither `.data/` (its payload
+    encryption key above all) nor a DUCHA_* setting of the shell reaches a bench or a test run.
+    Returns the variables dropped."""
+    dropped = {k: v for k, v in os.environ.items() if k.startswith("DUCHA_")}
+    for name in dropped:
+        del os.environ[name]
+    os.environ["DUCHA_DATA_DIR"] = str(data_dir)
+    return dropped
 
 
 def codec_key_problem(key_id: str, encoded: str) -> str | None:

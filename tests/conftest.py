@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,13 +19,23 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from config.settings import Settings
+from config.settings import Settings, isolate_environment
 from workers.db import create_pool
 from workers.embedded import EmbeddedPostgres, free_port, temporal_cli_path
 from workers.migrate import migrate_dsn
 from workflows.search_attributes import ALL_KEYS
 
 DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry" / "demo-county.yaml"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any test module is imported: no DUCHA_* variable of the shell (a payload key, a
+    database URL, a task queue, a `make up`'s ports) and no `.data/` reach the tests or any `ducha`
+    subprocess they start; DUCHA_DATA_DIR is a throwaway directory (config.settings
+    isolate_environment). Tests set the variables they need themselves."""
+    path = Path(tempfile.mkdtemp(prefix="ducha-test-data-"))
+    isolate_environment(path)
+    config.add_cleanup(lambda: shutil.rmtree(path, True))
 
 
 @pytest.fixture(scope="session", autouse=True)
