@@ -208,7 +208,9 @@ async def _server(st: Stack, server: str):
 def round_input(server: str, year: int) -> dict:
     """On the time-skipping server a round over a whole future year (time is skipped); on the dev
     server this year's round in one batch (its batches would be spread over the days left until
-    the end of the year), which opens at once and runs in real time with inspections of seconds."""
+    the end of the year), which runs in real time with inspections of seconds. Its batch is
+    today's, so it opens when the round starts at any time of day (not at 09:00 China time:
+    workflows/annual_round.py `_opens_at`)."""
     if server == "dev":  # one batch: the round spreads batches over the days left until due_on
         return {"year": year, "start_on": date(year, 1, 5).isoformat(), "due_on": date(year, 12, 31).isoformat(),
                 "batches": 1, "max_parallel": MAX_PARALLEL}

@@ -293,7 +293,7 @@ def _fanout(f: dict | None) -> list[str]:
         return md + ["Not measured in this run.", ""]
     dev = f["server"].startswith("dev server")
     where = ("On the embedded dev server (the `temporal` CLI's, as `make up` runs it), this year's round in one "
-             "batch (its batch dates have passed, so it opens at once and runs in real time)" if dev else
+             "batch (it opens when the round starts, whatever the time of day, and runs in real time)" if dev else
              f"On the {f['server']} (the round's batches open over the months of the next year, so the clock is "
              "skipped)")
     md += [

@@ -269,7 +269,7 @@ class AnnualInspectionRound:
         st = self._st
         now = workflow.now()
         for index, b in enumerate(st.batches):
-            if b.opened or _at(b.opens_on) > now:
+            if b.opened or self._opens_at(b) > now:
                 continue
             b.opened = True
             ready = self._u.planned_in(index)  # in priority order
@@ -373,7 +373,7 @@ class AnnualInspectionRound:
 
     def _next_wake(self) -> datetime | None:
         st = self._st
-        times = [_at(b.opens_on) for b in st.batches if not b.opened]
+        times = [self._opens_at(b) for b in st.batches if not b.opened]
         if not st.gap_escalated:
             times.append(self._due_at())
         if st.next_reconcile_at is not None:
@@ -576,6 +576,17 @@ class AnnualInspectionRound:
 
     def _today(self) -> date:
         return workflow.now().astimezone(CHINA).date()
+
+    def _opens_at(self, b: BatchSlot) -> datetime:
+        """When batch `b` opens: 09:00 (China) on its day, except a batch of the day the round was
+        planned, which opens when it was planned if that is earlier: a round started at 03:00
+        starts its inspections at once instead of six hours later (patch first-batch-opens-at-start;
+        the bench no longer depends on the time of day)."""
+        at, planned = _at(b.opens_on), self._st.planned_at
+        if (at > planned and b.opens_on == planned.astimezone(CHINA).date()
+                and workflow.patched("first-batch-opens-at-start")):
+            return planned
+        return at
 
     def _due_at(self) -> datetime:
         return _at(self._st.due_on + timedelta(days=1), time(0, 0))
