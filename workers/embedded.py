@@ -223,3 +223,131 @@ class TemporalDevServer:
         if self.proc is not None:
             stop_process(self.proc, signal.SIGTERM, timeout=30)
             self.proc = None
+
+
+# --- who holds a port or a data dir (for `ducha up`'s checks before it starts anything) ----------
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when a server already listens on host:port (or on every address at that port)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers do not count
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; inode is the 10th column
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def process_line(pid: int) -> str:
+    """`pid N (command line)`, the command line cut to 80 characters; `pid N` when unreadable."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        argv = []
+    cmd = " ".join([Path(argv[0]).name, *argv[1:]]).strip() if argv and argv[0] else ""
+    if len(cmd) > 80:
+        cmd = cmd[:77] + "..."
+    return f"pid {pid} ({cmd})" if cmd else f"pid {pid}"
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def port_holder(port: int) -> int | None:
+    """The pid of a process listening on `port` (read from /proc), or None when it cannot be
+    found (another user's process without root, or another network namespace)."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{i}]" for i in inodes}
+    for pid in _pids():
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in wanted:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def processes_using(*paths: Path) -> list[int]:
+    """Pids (not this one) with one of `paths` as a whole argument: the servers of a data dir
+    (`postgres -D {data_dir}/pg`, `temporal ... --db-filename {data_dir}/temporal.db`) left
+    running, e.g. by a `ducha up` killed with SIGKILL. A `tail -f` of a log there does not count."""
+    wanted = {str(Path(p).resolve()) for p in paths}
+    found = []
+    for pid in _pids():
+        if pid == os.getpid():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if wanted.intersection(argv):
+            found.append(pid)
+    return sorted(found)
+
+
+class DataDirLock:
+    """An exclusive lock on `{data_dir}/ducha-up.lock`, held (flock) for the life of this process
+    and released by the kernel when it ends, however it ends. The file says who holds it: pid,
+    command, start time and ports (JSON), for the refusal a second `ducha up` prints."""
+
+    FILE = "ducha-up.lock"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / self.FILE
+        self._fd: int | None = None
+
+    def acquire(self, facts: dict) -> dict | None:
+        """Take the lock and write `facts` into the file; or, when another process holds it,
+        return what that process wrote there ({} when unreadable) and leave the file alone."""
+        import fcntl
+        import json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = json.loads(os.read(fd, 65536) or b"{}")
+            except ValueError:
+                holder = {}
+            os.close(fd)
+            return holder if isinstance(holder, dict) else {}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(facts, ensure_ascii=False).encode())
+        os.fsync(fd)
+        self._fd = fd
+        return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            import contextlib
+
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
