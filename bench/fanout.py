@@ -46,6 +46,7 @@ SCALES = (1_000, 5_000, 10_000)
 MAX_PARALLEL = 200  # as the round's own scale test (tests/test_round_scale.py)
 BATCHES = 4
 HISTORY_LIMIT = 10_000
+UNCAPPED_S = 3600.0  # a scale's cap when the run has no budget: only a stuck round reaches it
 
 
 def test_server_path() -> str:

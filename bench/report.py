@@ -302,9 +302,11 @@ def _fanout(f: dict | None) -> list[str]:
         "UnitInspection of the round's own scale test (`tests/fast_inspection.py`: "
         + ("one to five seconds" if dev else "one to five days of skipped time")
         + ", then the same `inspection_progress` report); `max_parallel` "
-        f"{f['max_parallel']}, {1 if dev else f['batches']} batch(es). Each scale runs to completion or to its share of the "
-        "time left in `make bench`, time a scale leaves unused going to the later ones (caps "
-        + ", ".join(f"{c:.0f} s" for c in f.get("caps", [])) + ").",
+        f"{f['max_parallel']}, {1 if dev else f['batches']} batch(es). "
+        + ("Each scale runs to completion (a partial run without a budget: `BENCH_PARTS=fanout make bench`)."
+           if all(c >= 3600 for c in f.get("caps", [0])) else
+           "Each scale runs to completion or to its share of the time left in `make bench`, time a scale leaves "
+           "unused going to the later ones (caps " + ", ".join(f"{c:.0f} s" for c in f.get("caps", [])) + ")."),
         "",
     ]
     body = []
