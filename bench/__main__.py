@@ -7,7 +7,8 @@ share of that time, and a capped scale is reported as such. Sizes can be changed
 BENCH_LIFECYCLES (overhead, default 60), BENCH_BUDGET_S (default 840 for the whole bench; none when
 BENCH_PARTS picks some parts: every fan-out scale then runs to completion), BENCH_PARTS (comma list of overhead,callbacks,sandbox,ledger,fanout:
 a partial run prints its table and keeps its raw results but leaves docs/benchmarks.md alone),
-BENCH_FANOUT_SERVER (dev, the default, or time-skipping). `BENCH_PARTS=fanout make bench` runs
+BENCH_FANOUT_SERVER (dev, the default, or time-skipping), BENCH_FANOUT_SCALES (default
+1000,5000,10000). `BENCH_PARTS=fanout make bench` runs
 the 1,000 / 5,000 / 10,000-unit rounds to completion.
 
 The bench never reads the operator's configuration: DUCHA_* variables are dropped and the data dir
@@ -80,12 +81,14 @@ async def main() -> int:
                                  else await sandbox.collect_histories())
 
     async def run_fanout():
+        scales = tuple(int(x) for x in os.environ.get("BENCH_FANOUT_SCALES", "").split(",") if x.strip()) \
+            or fanout.SCALES
         if budget is None:
-            caps = (fanout.UNCAPPED_S,) * len(fanout.SCALES)
+            caps = (fanout.UNCAPPED_S,) * len(scales)
         else:
             left = budget - (time.monotonic() - began) - 20  # the report and the last stack's shutdown
-            caps = fanout.caps_for(left)
-        return await fanout.run(caps=caps, server=os.environ.get("BENCH_FANOUT_SERVER", "dev"))
+            caps = fanout.caps_for(left, scales)
+        return await fanout.run(scales=scales, caps=caps, server=os.environ.get("BENCH_FANOUT_SERVER", "dev"))
 
     await part("overhead", run_overhead)
     await part("callbacks", run_callbacks)
