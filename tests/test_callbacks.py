@@ -791,7 +791,9 @@ def test_http_client_does_not_follow_redirects_or_use_proxies(settings):
 
 
 async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
-    """A public-looking name is connected through the address the guard checked."""
+    """A name is connected through the address the guard checked: the request keeps its URL
+    (Host header, and for https the SNI and certificate name) and only the TCP connection is
+    pinned, so a name that does not resolve at all is still reached."""
     receiver = await ScriptedReceiver().start()
     s = cb_settings(db_url, callback_allowlist=["127.0.0.0/8"])
     seen: list[str] = []
@@ -800,13 +802,13 @@ async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
         seen.append(host)
         return ["127.0.0.1"]
 
-    transport_hosts: list[str] = []
+    requests: list[str] = []
 
     async def record(request: httpx.Request) -> None:
-        transport_hosts.append(f"{request.url.host}|{request.headers['host']}")
+        requests.append(f"{request.url.host}|{request.headers['host']}")
 
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False,
-                                 event_hooks={"request": [record]}) as http:
+    async with make_http_client(s) as http:
+        http.event_hooks["request"].append(record)
         acts = CallbackActivities(loaded, s, None, http, resolver=dns)
         await loaded.execute(
             "UPDATE parties SET callback_url = $1, callback_enabled = true WHERE code = 'court'",
@@ -815,11 +817,15 @@ async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
         receiver.secrets["court"] = await loaded.fetchval(
             "SELECT callback_secret FROM parties WHERE code = 'court'")
         outcome = await acts.send_test("court")
+        with pytest.raises(httpx.ConnectError, match="address guard"):
+            await http.post(f"http://hooks.court.example:{receiver.port}/hooks/court")  # not pinned
     await receiver.stop()
     assert outcome.outcome is AttemptOutcome.DELIVERED
     assert "hooks.court.example" in seen
-    assert transport_hosts == [f"127.0.0.1|hooks.court.example:{receiver.port}"]
-    assert receiver.hits[0].verified
+    assert requests[0] == f"hooks.court.example|hooks.court.example:{receiver.port}"
+    assert receiver.hits[0].verified and receiver.hits[0].headers["host"] == f"hooks.court.example:{receiver.port}"
+    with pytest.raises(TypeError, match="pinned"):
+        CallbackActivities(loaded, s, None, httpx.AsyncClient())
 
 
 async def test_an_attempt_waits_out_a_short_database_outage(monkeypatch):
