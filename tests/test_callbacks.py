@@ -39,6 +39,7 @@ from activities.callbacks import (
     make_http_client,
     parse_retry_after,
     webhook_id,
+    write_outbox,
 )
 from activities.registry import RegistryStore, new_secret
 from config.settings import Settings
@@ -539,6 +540,134 @@ async def test_publish_retried_after_a_crash_neither_repeats_nor_loses_an_attemp
     assert (out.status, out.attempts) == (DeliveryStatus.DELIVERED, 2)
     assert [h.status for h in env.receiver.for_code("court") if h.headers["webhook-id"] == ev.event_id] == [500, 200]
     assert await history_timers(env.handle(ev.event_id, "court")) == [timedelta(seconds=5)]
+
+
+# --- the outbox: write_outbox in the caller's transaction, then deliver_recorded ---------------
+
+
+async def test_write_outbox_is_part_of_the_callers_transaction(env: Env):
+    await env.point("court")
+    ev = event(["court", "no_such_code"])
+    with pytest.raises(RuntimeError, match="step failed"):
+        async with env.pool.acquire() as conn, conn.transaction():
+            await write_outbox(conn, ev)
+            raise RuntimeError("step failed after writing its notifications")
+    assert await env.pool.fetchval("SELECT count(*) FROM callback_events WHERE event_id = $1", ev.event_id) == 0
+    assert await env.pool.fetchval(
+        "SELECT count(*) FROM callback_deliveries WHERE event_id = $1", ev.event_id) == 0
+
+    async with env.pool.acquire() as conn, conn.transaction():
+        written = await write_outbox(conn, ev)
+        assert await write_outbox(conn, ev) == written, "idempotent"
+    assert (written.queued, written.skipped) == (["court"], ["no_such_code"])
+    row = await env.delivery(ev.event_id, "court")
+    assert (row["status"], row["attempts"], row["delivery_workflow_id"]) == ("pending", 0, None)
+    assert (await env.delivery(ev.event_id, "no_such_code"))["status"] == "skipped"
+    assert env.receiver.for_code("court") == [], "writing the outbox sends nothing"
+
+    clash = ev.model_copy(update={"type": EventType.CLUE_OVERDUE, "recipients": ["procuratorate"]})
+    async with env.pool.acquire() as conn, conn.transaction():
+        with pytest.raises(ApplicationError) as info:
+            await write_outbox(conn, clash)
+    assert info.value.type == "CallbackEventConflict" and info.value.non_retryable
+    assert await env.delivery(ev.event_id, "procuratorate") is None, "nothing written for a clash"
+
+
+async def test_deliver_recorded_twice_posts_once(env: Env):
+    await env.point("court")
+    await env.point("procuratorate")
+    env.receiver.scripts["procuratorate"] = [503, 204]
+    ev = event(["court", "procuratorate", "no_such_code"])
+    async with env.pool.acquire() as conn, conn.transaction():
+        await write_outbox(conn, ev)
+    first = await env.acts.deliver_recorded(ev)
+    second = await env.acts.deliver_recorded(ev)
+    assert first == second == PublishResult(event_id=ev.event_id, queued=["court", "procuratorate"],
+                                            skipped=["no_such_code"])
+    assert (await env.result(ev.event_id, "procuratorate")).status is DeliveryStatus.DELIVERED
+    third = await env.acts.deliver_recorded(ev)  # after the retry workflow finished
+    assert third == first
+    for code, statuses in (("court", [204]), ("procuratorate", [503, 204])):
+        hits = [h for h in env.receiver.for_code(code) if h.headers["webhook-id"] == ev.event_id]
+        assert [h.status for h in hits] == statuses and all(h.verified for h in hits), code
+    assert [a["attempt_no"] for a in await env.attempts(ev.event_id, "procuratorate")] == [1, 2]
+    assert (await env.delivery(ev.event_id, "court"))["attempts"] == 1
+
+
+class DiesBeforeRecording(CallbackActivities):
+    """Made its POSTs, then died before recording them (a killed worker)."""
+
+    async def _record(self, *args, **kwargs) -> None:
+        raise RuntimeError("worker killed before recording")
+
+
+async def test_killed_between_the_halves_deliver_recorded_later_delivers(env: Env, db_url):
+    await env.point("court")
+    await env.point("justice")
+    ev = event(["court", "justice"])
+    async with env.pool.acquire() as conn, conn.transaction():
+        await write_outbox(conn, ev)
+    # the process that wrote the outbox is gone; a fresh one (new client, new pool user) delivers
+    async with make_http_client(env.settings) as http:
+        fresh = CallbackActivities(env.pool, env.settings, env.client, http, task_queue=env.task_queue)
+        assert (await fresh.deliver_recorded(ev)).queued == ["court", "justice"]
+    for code in ("court", "justice"):
+        row = await env.delivery(ev.event_id, code)
+        assert (row["status"], row["attempts"]) == ("delivered", 1), code
+
+    # killed half-way through deliver_recorded (posted, not recorded): the next call posts
+    # again, with the same webhook-id, and the receiver's deduplication keeps one
+    again = event(["court"])
+    await write_outbox(env.pool, again)
+    dying = DiesBeforeRecording(env.pool, env.settings, env.client, env.acts.http, task_queue=env.task_queue)
+    with pytest.raises(RuntimeError, match="killed"):
+        await dying.deliver_recorded(again)
+    assert (await env.delivery(again.event_id, "court"))["attempts"] == 0
+    await env.acts.deliver_recorded(again)
+    assert (await env.delivery(again.event_id, "court"))["status"] == "delivered"
+    assert env.receiver.processed[("court", again.event_id)] == 2, "both posts carried the same webhook-id"
+    assert [a["attempt_no"] for a in await env.attempts(again.event_id, "court")] == [1]
+
+
+async def test_deliver_recorded_of_an_unknown_or_different_event_is_refused(env: Env):
+    with pytest.raises(ApplicationError) as info:
+        await env.acts.deliver_recorded(event(["court"]))
+    assert info.value.type == "UnknownCallbackEvent" and info.value.non_retryable
+    await env.point("court")
+    ev = event(["court"])
+    await env.acts.publish(ev)
+    with pytest.raises(ApplicationError) as info:
+        await env.acts.deliver_recorded(ev.model_copy(update={"workflow_id": "clue-2026-9999"}))
+    assert info.value.type == "CallbackEventConflict"
+
+
+async def test_ip_literal_endpoints_are_checked_without_a_thread(env: Env, db_url, monkeypatch):
+    """getaddrinfo runs in a thread only for names; an IP literal (or an allowlisted name) is
+    checked in the event loop."""
+    from activities import callbacks
+
+    threads: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting(fn, *args, **kwargs):
+        threads.append(getattr(fn, "__name__", "?"))
+        return await real_to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(callbacks.asyncio, "to_thread", counting)
+    await env.point("court")
+    await env.acts.publish(event(["court"]))
+    assert threads == []
+
+    def dns(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    named = CallbackActivities(env.pool, cb_settings(db_url, callback_allowlist=["127.0.0.0/8"]), env.client,
+                               env.acts.http, task_queue=env.task_queue, resolver=dns)
+    await env.point("court", f"http://hooks.court.example:{env.receiver.port}/hooks/court")
+    ev = event(["court"])
+    await named.publish(ev)
+    assert threads == ["check_url"]
+    assert (await env.delivery(ev.event_id, "court"))["status"] == "delivered"
 
 
 async def test_a_schedule_of_one_attempt_dead_letters_at_publish(env: Env, db_url):
