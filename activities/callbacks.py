@@ -431,8 +431,12 @@ class CallbackActivities:
         Safe to run again: a delivery already decided is left alone, one already handed over is
         only handed over again (the workflow id makes that a no-op), and the first attempt is
         made only while a delivery has none on record."""
-        await _patiently(lambda: write_outbox(self.pool, event))
-        return await self.deliver_recorded(event)
+        async def write_and_read() -> list[asyncpg.Record]:
+            async with self.pool.acquire() as conn:  # one connection for both: one reset, not two
+                await write_outbox(conn, event)
+                return await conn.fetch(_RECORDED_SQL, event.event_id)
+
+        return await self._deliver(event, await _patiently(write_and_read))
 
     @activity.defn(name="callbacks.deliver_recorded")
     async def deliver_recorded(self, event: PublishEvent) -> PublishResult:
@@ -442,7 +446,10 @@ class CallbackActivities:
         recorded in one statement; each delivery that needs a retry (or was left half-way by an
         earlier call) handed to its CallbackDelivery workflow. Idempotent: deliveries already
         attempted, delivered, failed or handed over are not posted again."""
-        rows = await _patiently(lambda: self.pool.fetch(_RECORDED_SQL, event.event_id))
+        return await self._deliver(event, await _patiently(lambda: self.pool.fetch(_RECORDED_SQL, event.event_id)))
+
+    async def _deliver(self, event: PublishEvent, rows: list[asyncpg.Record]) -> PublishResult:
+        """deliver_recorded, given the event's rows (_RECORDED_SQL)."""
         if not rows:
             raise ApplicationError(
                 f"没有该事件的投递记录 / no recorded deliveries for callback event {event.event_id!r}",
