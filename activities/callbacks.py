@@ -386,8 +386,8 @@ class _Attempt:
 class CallbackActivities:
     """Callback I/O. `client` is used to start delivery workflows; when None, the activity's own
     client (`activity.client()`) is used, which is what a worker needs. `task_queue` defaults to
-    the calling activity's task queue, else `settings.task_queue`. `http` must come from
-    `make_http_client` (the pinned client); one is made on first use when none is given."""
+    the calling activity's task queue, else `settings.task_queue`. `http` is the pinned client
+    of `make_http_client`; one is made on first use when none (or another client) is given."""
 
     def __init__(
         self,
@@ -400,7 +400,10 @@ class CallbackActivities:
         resolver: Resolver = system_resolver,
     ) -> None:
         if http is not None and not is_pinned_client(http):
-            raise TypeError("callbacks need the pinned HTTP client of make_http_client()")
+            # Callbacks never go out through a client that could connect to an address the
+            # guard did not check: a plain client given here is left unused.
+            log.warning("HTTP client not made by make_http_client; callbacks use their own pinned client")
+            http = None
         self.pool = pool
         self.settings = settings
         self.client = client

@@ -41,6 +41,7 @@ from activities.callbacks import (
     webhook_id,
     write_outbox,
 )
+from activities.pinned_http import is_pinned_client
 from activities.registry import RegistryStore, new_secret
 from config.settings import Settings
 from config.yaml_file import load_yaml_model
@@ -953,8 +954,10 @@ async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
     assert "hooks.court.example" in seen
     assert requests[0] == f"hooks.court.example|hooks.court.example:{receiver.port}"
     assert receiver.hits[0].verified and receiver.hits[0].headers["host"] == f"hooks.court.example:{receiver.port}"
-    with pytest.raises(TypeError, match="pinned"):
-        CallbackActivities(loaded, s, None, httpx.AsyncClient())
+    async with httpx.AsyncClient() as plain:
+        own = CallbackActivities(loaded, s, None, plain)
+        assert own.http is not plain and is_pinned_client(own.http), "a plain client is never used"
+        await own.http.aclose()
 
 
 async def test_an_attempt_waits_out_a_short_database_outage(monkeypatch):
