@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 import structlog
 from pydantic import BaseModel
 from temporalio import activity
@@ -42,7 +41,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities.pinned_http import is_pinned_client, make_pinned_client, pinned
+from activities.pinned_http import HTTPFailure, PinnedClient, is_pinned_client
 from rules.address_guard import (
     Allowlist,
     ForbiddenAddress,
@@ -73,8 +72,6 @@ log = structlog.get_logger(__name__)
 
 DELIVERY_WORKFLOW = "CallbackDelivery"
 MAX_BODY_BYTES = 20_000
-# An endpoint's answer is read up to this much (to keep the connection open), then cut off.
-MAX_DRAIN_BYTES = 65_536
 MAX_RETRY_AFTER_SECONDS = 86_400.0
 USER_AGENT = "fazhi-ducha-callbacks/1"
 CLI_WORKFLOW_ID = "ducha-cli"
@@ -208,18 +205,11 @@ def endpoint_label(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:500]
 
 
-def make_http_client(settings: Settings, *, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
-    """The HTTP client callbacks expect: pinned to checked addresses, keep-alive connections per
-    endpoint, no redirects, no proxies from the environment. `verify` is for tests (a local CA)."""
-    return make_pinned_client(
-        timeout=settings.callback_timeout_seconds,
-        # Idle connections are dropped after 4 s, before the common 5 s server keep-alive
-        # timeout (uvicorn, nginx's default is longer), so a reused connection is rarely one
-        # the server is closing at that moment.
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50, keepalive_expiry=4.0),
-        headers={"user-agent": USER_AGENT},
-        verify=verify,
-    )
+def make_http_client(settings: Settings, *, verify: ssl.SSLContext | bool = True) -> PinnedClient:
+    """The HTTP client callbacks expect (activities/pinned_http.py): connections only to checked
+    addresses, kept alive per endpoint, no redirects, no proxies from the environment. `verify`
+    is for tests (a local CA). Close it with `aclose()` or `async with`."""
+    return PinnedClient(user_agent=USER_AGENT, verify=verify)
 
 
 # --- the outbox ---------------------------------------------------------------------------------
@@ -394,7 +384,7 @@ class CallbackActivities:
         pool: asyncpg.Pool,
         settings: Settings,
         client: Client | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: PinnedClient | Any = None,
         *,
         task_queue: str | None = None,
         resolver: Resolver = system_resolver,
@@ -413,7 +403,7 @@ class CallbackActivities:
         self.allowlist = Allowlist.parse(settings.callback_allowlist)
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> PinnedClient:
         """The injected HTTP client; one is made on first use when none was given."""
         if self._http is None:
             self._http = make_http_client(self.settings)
@@ -626,28 +616,16 @@ class CallbackActivities:
         headers["content-type"] = "application/json; charset=utf-8"
         started = time.perf_counter()
         try:
-            with pinned(target):
-                async with asyncio.timeout(timeout):
-                    async with self.http.stream(
-                        "POST", url, content=body, headers=headers, follow_redirects=False,
-                        timeout=timeout,
-                    ) as resp:
-                        status = resp.status_code
-                        retry_after = parse_retry_after(resp.headers.get("retry-after"), datetime.now(UTC))
-                        location = resp.headers.get("location")
-                        # Read a short answer to its end, so the connection stays open for the
-                        # next delivery to this endpoint; a long one is cut off (and the
-                        # connection closed).
-                        drained = 0
-                        async for chunk in resp.aiter_raw():
-                            drained += len(chunk)
-                            if drained > MAX_DRAIN_BYTES:
-                                break
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            async with asyncio.timeout(timeout):
+                answer = await self.http.post(target, body, headers)
+        except (HTTPFailure, TimeoutError, OSError) as exc:
+            error = str(exc) if isinstance(exc, HTTPFailure) else f"{type(exc).__name__}: {exc}"
             return AttemptResult(
-                outcome=AttemptOutcome.RETRY, final=False, latency_ms=_ms_since(started),
-                error=f"{type(exc).__name__}: {exc}"[:500],
+                outcome=AttemptOutcome.RETRY, final=False, latency_ms=_ms_since(started), error=error[:500],
             ), True
+        status = answer.status
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), datetime.now(UTC))
+        location = answer.headers.get("location")
         result = classify_response(status, retry_after, location)
         result.latency_ms = _ms_since(started)
         return result, True

@@ -41,10 +41,11 @@ from activities.callbacks import (
     webhook_id,
     write_outbox,
 )
-from activities.pinned_http import is_pinned_client
+from activities.pinned_http import HTTPFailure, is_pinned_client
 from activities.registry import RegistryStore, new_secret
 from config.settings import Settings
 from config.yaml_file import load_yaml_model
+from rules.address_guard import Target
 from schemas.callbacks import (
     AttemptInput,
     AttemptOutcome,
@@ -914,17 +915,13 @@ def test_envelope_and_labels():
     assert webhook_id("a b") == webhook_id("a b") != webhook_id("a  b")
 
 
-def test_http_client_does_not_follow_redirects_or_use_proxies(settings):
-    client = make_http_client(settings)
-    assert client.follow_redirects is False and client.trust_env is False
-    asyncio.run(client.aclose())
-
-
-async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
-    """A name is connected through the address the guard checked: the request keeps its URL
-    (Host header, and for https the SNI and certificate name) and only the TCP connection is
-    pinned, so a name that does not resolve at all is still reached."""
-    receiver = await ScriptedReceiver().start()
+async def test_http_client_ignores_proxy_settings_and_keeps_connections_alive(db_url, loaded, monkeypatch):
+    """A name is connected through the address the guard checked (it does not resolve at all
+    here), with the URL's Host header; proxies from the environment are not used; one kept-alive
+    connection carries consecutive deliveries; a target that does not match its URL is refused."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    receiver = await ScriptedKeepAlive().start()
     s = cb_settings(db_url, callback_allowlist=["127.0.0.0/8"])
     seen: list[str] = []
 
@@ -932,32 +929,59 @@ async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
         seen.append(host)
         return ["127.0.0.1"]
 
-    requests: list[str] = []
-
-    async def record(request: httpx.Request) -> None:
-        requests.append(f"{request.url.host}|{request.headers['host']}")
-
     async with make_http_client(s) as http:
-        http.event_hooks["request"].append(record)
         acts = CallbackActivities(loaded, s, None, http, resolver=dns)
+        url = f"http://hooks.court.example:{receiver.port}/hooks/court?token=abc"
         await loaded.execute(
-            "UPDATE parties SET callback_url = $1, callback_enabled = true WHERE code = 'court'",
-            f"http://hooks.court.example:{receiver.port}/hooks/court",
-        )
-        receiver.secrets["court"] = await loaded.fetchval(
-            "SELECT callback_secret FROM parties WHERE code = 'court'")
-        outcome = await acts.send_test("court")
-        with pytest.raises(httpx.ConnectError, match="address guard"):
-            await http.post(f"http://hooks.court.example:{receiver.port}/hooks/court")  # not pinned
+            "UPDATE parties SET callback_url = $1, callback_enabled = true WHERE code = 'court'", url)
+        outcomes = [await acts.send_test("court") for _ in range(3)]
+        wrong = Target(url, "http", "hooks.other.example", receiver.port, ("127.0.0.1",))
+        with pytest.raises(HTTPFailure, match="was not checked"):
+            await http.post(wrong, b"{}", {})
+        assert http.connections_opened == 1
     await receiver.stop()
-    assert outcome.outcome is AttemptOutcome.DELIVERED
-    assert "hooks.court.example" in seen
-    assert requests[0] == f"hooks.court.example|hooks.court.example:{receiver.port}"
-    assert receiver.hits[0].verified and receiver.hits[0].headers["host"] == f"hooks.court.example:{receiver.port}"
+    assert [o.outcome for o in outcomes] == [AttemptOutcome.DELIVERED] * 3
+    assert seen == ["hooks.court.example"] * 6, "checked at send_test and again at each send"
+    assert receiver.heads == [f"POST /hooks/court?token=abc|hooks.court.example:{receiver.port}"] * 3
+    assert receiver.connections == 1
     async with httpx.AsyncClient() as plain:
         own = CallbackActivities(loaded, s, None, plain)
         assert own.http is not plain and is_pinned_client(own.http), "a plain client is never used"
-        await own.http.aclose()
+
+
+@dataclass
+class ScriptedKeepAlive:
+    """A receiver that keeps connections alive and records each request's line and Host."""
+
+    heads: list[str] = field(default_factory=list)
+    connections: int = 0
+    port: int = 0
+    server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> ScriptedKeepAlive:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+                await reader.readexactly(int(headers.get("content-length", "0")))
+                self.heads.append(f"{lines[0].rsplit(' ', 1)[0]}|{headers['host']}")
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
 
 async def test_an_attempt_waits_out_a_short_database_outage(monkeypatch):
