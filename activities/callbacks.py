@@ -438,7 +438,9 @@ class CallbackActivities:
         none, all at once and each bounded by `callback_inline_timeout_seconds`; every attempt
         recorded in one statement; each delivery that needs a retry (or was left half-way by an
         earlier call) handed to its CallbackDelivery workflow. Idempotent: deliveries already
-        attempted, delivered, failed or handed over are not posted again."""
+        attempted, delivered, failed or handed over are not posted again. (Two calls running at
+        the same moment may both post a delivery neither has recorded yet: delivery is at least
+        once, and receivers deduplicate by webhook-id.)"""
         return await self._deliver(event, await _patiently(lambda: self.pool.fetch(_RECORDED_SQL, event.event_id)))
 
     async def _deliver(self, event: PublishEvent, rows: list[asyncpg.Record]) -> PublishResult:

@@ -104,6 +104,7 @@ class PinnedClient:
         self._idle: dict[tuple[str, str, int], collections.deque[_Connection]] = {}
         self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self.connections_opened = 0
+        self._next_sweep = 0.0
 
     async def __aenter__(self) -> PinnedClient:
         return self
@@ -148,6 +149,13 @@ class PinnedClient:
                 raise HTTPFailure(f"RemoteProtocolError: {exc}") from None
 
     def _reuse(self, key: tuple[str, str, int]) -> _Connection | None:
+        now = time.monotonic()
+        if now > self._next_sweep:  # close other endpoints' expired idle connections too
+            self._next_sweep = now + self.keepalive_expiry
+            for other in self._idle.values():
+                for conn in [c for c in other if not c.usable()]:
+                    other.remove(conn)
+                    conn.close()
         idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
