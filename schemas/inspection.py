@@ -92,6 +92,7 @@ class UnitInspectionStart(Model):
     focus: list[str] = Field(default_factory=list, max_length=200,
                              description="carried-over problem numbers to look at first")
     timings: InspectionTimings = Field(default_factory=InspectionTimings)
+    resume: dict | None = Field(None, description="set by the workflow itself when it continues as new")
 
     @model_validator(mode="after")
     def _fits(self) -> UnitInspectionStart:
@@ -204,6 +205,7 @@ class InspectionStatus(BaseModel):
     findings: list[FindingView]
     evaluation: EvaluationView | None
     history: list[HistoryEntry]
+    history_total: int = Field(0, description="all entries; `history` holds the latest 100, the ledger all")
     links: list[Link]
 
 

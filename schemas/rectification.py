@@ -66,6 +66,7 @@ class RectificationStart(Model):
     severity: Severity = Severity.GENERAL
     issued_by: str = Field(min_length=1, max_length=50)
     timings: RectificationTimings = Field(default_factory=RectificationTimings)
+    resume: dict | None = Field(None, description="set by the workflow itself when it continues as new")
 
     @model_validator(mode="after")
     def _one_deadline(self) -> RectificationStart:
@@ -114,6 +115,7 @@ class RectificationStatus(BaseModel):
     escalated: bool
     carried_over: int
     history: list[HistoryEntry]
+    history_total: int = Field(0, description="all entries; `history` holds the latest 100, the ledger all")
     links: list[Link]
 
 
