@@ -205,6 +205,7 @@ class InspectionStatus(BaseModel):
     findings: list[FindingView]
     evaluation: EvaluationView | None
     history: list[HistoryEntry]
+    notes: int = Field(0, description="free notes received (add_note)")
     history_total: int = Field(0, description="all entries; `history` holds the latest 100, the ledger all")
     links: list[Link]
 

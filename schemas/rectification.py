@@ -115,6 +115,7 @@ class RectificationStatus(BaseModel):
     escalated: bool
     carried_over: int
     history: list[HistoryEntry]
+    notes: int = Field(0, description="free notes received (add_note)")
     history_total: int = Field(0, description="all entries; `history` holds the latest 100, the ledger all")
     links: list[Link]
 

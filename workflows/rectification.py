@@ -327,7 +327,7 @@ class Rectification(Case):
             deadlines=[view(d)] if d else [],
             lookback_due_at=self.s.lookback_due_at.isoformat() if self.s.lookback_due_at else None,
             reopened=self.s.reopened, escalated=self.s.escalated, carried_over=self.s.carried_over,
-            history=list(self.s.history), history_total=self.s.history_total, links=list(self.s.links),
+            history=list(self.s.history), history_total=self.s.history_total, notes=self.s.notes, links=list(self.s.links),
         )
 
     # --- helpers -------------------------------------------------------------------------

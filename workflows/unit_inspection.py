@@ -423,7 +423,7 @@ class UnitInspection(Case):
                                   severity=f.severity, suspected_misconduct=f.suspected_misconduct,
                                   description=f.description, rectification_id=f.rectification_id,
                                   clue_id=f.clue_id) for f in st.findings],
-            evaluation=st.evaluation, history=list(st.history), history_total=st.history_total,
+            evaluation=st.evaluation, history=list(st.history), history_total=st.history_total, notes=st.notes,
             links=list(st.links),
         )
 
