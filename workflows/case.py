@@ -79,6 +79,7 @@ class CaseState(BaseModel):
     times: dict[str, datetime] = Field(default_factory=dict)
     provisional_years: list[int] = Field(default_factory=list, description="not yet announced")
     warned_years: list[int] = Field(default_factory=list, description="provisional warning sent")
+    unrecorded: list[HistoryEntry] = Field(default_factory=list, description="notes carried to the next run")
     # runs started before the kernel (LEGACY_PROVISIONAL)
     legacy_pending: bool = False
     legacy_warned: bool = False
@@ -176,6 +177,7 @@ class Case:
         self.v2 = workflow.patched(KERNEL_PATCH)
         if resume is not None and workflow.info().continued_run_id is not None:
             self.s = type(self.s).model_validate(resume)
+            self._notes, self.s.unrecorded = self.s.unrecorded, []
             self.ready = True
             self._start_notes()
             return True
@@ -200,14 +202,16 @@ class Case:
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= CONTINUE_AFTER_EVENTS
 
-    async def settle(self, *tasks: asyncio.Task) -> None:
-        """Before the run ends or continues: the notes waiting are recorded, the process's own
-        tasks (`tasks`) stopped once no step is under way, every handler finished."""
+    async def settle(self, *tasks: asyncio.Task, carry_notes: bool = False) -> None:
+        """Before the run ends or continues: no step under way, the process's own tasks
+        (`tasks`) stopped, every handler finished, and the notes waiting recorded (or, when
+        continuing, carried to the next run: a stream of notes never holds a run open)."""
         if self.v2:
             self._closing = True
-            if self._notes_task is not None:
-                await self._notes_task  # records the notes waiting, then ends
             await workflow.wait_condition(lambda: not self.lock.locked())
+            if self._notes_task is not None:
+                self._notes_task.cancel()
+                tasks = (*tasks, self._notes_task)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -215,15 +219,16 @@ class Case:
                 await task
         while True:
             await workflow.wait_condition(workflow.all_handlers_finished)
-            if not self._notes:
+            if not self._notes or carry_notes:
                 return  # nothing awaits between here and the run's end: no note is left behind
             async with self.lock:
                 await self._record_notes()
 
     async def carry_on(self, start: BaseModel, *tasks: asyncio.Task) -> None:
         """Continue as new with the compact state (never returns)."""
-        await self.settle(*tasks)
-        workflow.continue_as_new(start.model_copy(update={"resume": self.s.model_dump(mode="json")}))
+        await self.settle(*tasks, carry_notes=True)
+        state = self.s.model_copy(update={"unrecorded": list(self._notes)})
+        workflow.continue_as_new(start.model_copy(update={"resume": state.model_dump(mode="json")}))
 
     # --- operator actions ----------------------------------------------------------------
 
