@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field, model_validator
 
 from schemas.codes import CODE_PATTERN, NUMBER_PATTERN
-from schemas.common import DeadlineView, HistoryEntry, Link, Model, OperatorAction
+from schemas.common import DeadlineView, HistoryEntry, Link, Model, OperatorAction, Ref
 
 
 class OriginKind(StrEnum):
@@ -78,7 +78,7 @@ class RectificationStart(Model):
 
 class SubmitReport(OperatorAction):
     measures: str = Field(min_length=2, max_length=5000, description="整改措施")
-    evidence: list[str] = Field(default_factory=list, max_length=50, description="evidence references")
+    evidence: list[Ref] = Field(default_factory=list, max_length=50, description="evidence references (≤ 200 characters each)")
 
 
 class Review(OperatorAction):
