@@ -262,10 +262,8 @@ async def codec_server():
     """(base URL, settings) of a codec server on 127.0.0.1 with a fresh key, namespace `default`."""
     s = codec_settings(namespace="default")
     server = await start_codec_server(s, 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", s
-    server.close()
-    await server.wait_closed()
+    yield server.url, s
+    await server.stop()
 
 
 def as_proto_json(payloads: list[Payload]) -> dict:
