@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -354,6 +355,146 @@ async def test_codec_server_refuses_what_it_must_not_serve(codec_server):
     foreign = EncryptionCodec(KeyRing.generate("elsewhere"))
     unknown = await post(f"{base}/decode", as_proto_json(await foreign.encode([json_payload("x")])))
     assert unknown.status_code == 400 and "'elsewhere'" in unknown.text
+
+
+# --- login: the Web UI's bearer access token ------------------------------------------------------
+
+
+class Issuer:
+    """A real OIDC issuer's public side on 127.0.0.1: discovery document and JWKS, and tokens
+    signed with its RSA key (what the identity provider behind the Web UI hands out)."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = "k-2026"
+        self.jwks_fetches = 0
+
+    async def start(self) -> Issuer:
+        import jwt
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        from workers.http_server import start_app
+
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+
+        async def discovery(request):
+            return JSONResponse({"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
+
+        async def jwks(request):
+            self.jwks_fetches += 1
+            return JSONResponse({"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
+
+        app = Starlette(routes=[Route("/.well-known/openid-configuration", discovery), Route("/jwks", jwks)])
+        self.server = await start_app(app, "127.0.0.1", 0)
+        self.url = self.server.url
+        return self
+
+    def token(self, key=None, kid: str | None = None, **claims: object) -> str:
+        import jwt
+
+        now = int(time.time())
+        body = {"iss": self.url, "aud": "temporal-ui", "sub": "yangfan@county", "iat": now, "exp": now + 300}
+        body.update(claims)
+        return jwt.encode(body, key or self.key, algorithm="RS256", headers={"kid": kid or self.kid})
+
+
+@pytest.fixture
+async def login_codec_server():
+    issuer = await Issuer().start()
+    s = codec_settings(namespace="default", codec_oidc_issuer=issuer.url, codec_oidc_audience="temporal-ui")
+    server = await start_codec_server(s, 0)
+    yield server.url, issuer
+    await server.stop()
+    await issuer.server.stop()
+
+
+async def test_with_login_on_only_a_valid_access_token_gets_through(login_codec_server):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    base, issuer = login_codec_server
+    body = as_proto_json([json_payload("机密")])
+    bearer = lambda token: {"Authorization": f"Bearer {token}"}  # noqa: E731
+    missing = await post(f"{base}/encode", body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert (await post(f"{base}/encode", body, Authorization="Basic eWFuZzpwdw==")).status_code == 401
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = {
+        "forged": issuer.token(key=other_key),
+        "expired": issuer.token(exp=int(time.time()) - 3600),
+        "other audience": issuer.token(aud="someone-else"),
+        "other issuer": issuer.token(iss="https://idp.elsewhere.example"),
+        "unknown key id": issuer.token(kid="not-published"),
+        "not a JWT": "abc.def",
+    }
+    for why, token in refused.items():
+        answer = await post(f"{base}/encode", body, **bearer(token))
+        assert answer.status_code == 401, (why, answer.text)
+        assert "机密" not in answer.text
+    good = issuer.token()
+    encoded = await post(f"{base}/encode", body, **bearer(good))
+    assert encoded.status_code == 200, encoded.text
+    decoded = await post(f"{base}/decode", encoded.json(), **bearer(good))
+    assert from_proto_json(decoded.json()) == [json_payload("机密")]
+    assert issuer.jwks_fetches <= 2, "keys are cached (one more fetch for the unknown key id)"
+    # the browser: preflights carry no token and pass; a 401 is readable by the allowed origin
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        preflight = await http.options(f"{base}/decode", headers={
+            "Origin": UI, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace"})
+    assert preflight.status_code == 204
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    from_ui = await post(f"{base}/decode", body, Origin=UI)
+    assert from_ui.status_code == 401 and from_ui.headers["access-control-allow-origin"] == UI
+
+
+def test_login_settings_need_an_audience_and_urls(monkeypatch):
+    monkeypatch.setenv("DUCHA_CODEC_OIDC_ISSUER", "https://idp.example.gov.cn/realms/county")
+    with pytest.raises(SettingsError, match="DUCHA_CODEC_OIDC_AUDIENCE"):
+        load_settings()
+    monkeypatch.setenv("DUCHA_CODEC_OIDC_AUDIENCE", "temporal-ui")
+    assert load_settings().codec_oidc_issuer == "https://idp.example.gov.cn/realms/county"
+    monkeypatch.setenv("DUCHA_CODEC_OIDC_ISSUER", "idp.example.gov.cn")
+    with pytest.raises(SettingsError, match="DUCHA_CODEC_OIDC_ISSUER"):
+        load_settings()
+
+
+async def test_concurrent_connections_are_bounded():
+    """DUCHA_CODEC_MAX_CONNECTIONS=1: while one (kept-alive) connection is open, a second one is
+    answered 503; once the first closes, requests are served again."""
+    s = codec_settings(namespace="default", codec_max_connections=1)
+    server = await start_codec_server(s, 0)
+    request = (b"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"X-Namespace: default\r\nContent-Length: 16\r\n\r\n{\"payloads\": []}")
+
+    async def status_on(reader, writer) -> bytes:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+        await reader.readexactly(length)
+        return head.split(b" ", 2)[1]
+
+    try:
+        first = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await status_on(*first) == b"200"  # and the connection stays open
+        second = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await status_on(*second) == b"503"
+        second[1].close()
+        first[1].close()
+        for _ in range(100):  # the server notices the closed connections
+            again = await asyncio.open_connection("127.0.0.1", server.port)
+            status = await status_on(*again)
+            again[1].close()
+            if status == b"200":
+                break
+            await asyncio.sleep(0.1)
+        assert status == b"200"
+    finally:
+        await server.stop()
 
 
 # --- on the dev server: raw history vs decoded --------------------------------------------------

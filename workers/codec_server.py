@@ -200,7 +200,8 @@ async def start_codec_server(settings: Settings, port: int, host: str = "127.0.0
         )
     verifier = verifier_from_settings(settings)
     app = build_app(codec, settings, verifier)
-    server = await start_app(app, host, port, limit_concurrency=settings.codec_max_connections)
+    # uvicorn counts the connection being served itself: N + 1 serves N at once.
+    server = await start_app(app, host, port, limit_concurrency=settings.codec_max_connections + 1)
     if verifier is not None:
         server.closers.append(verifier.close)
     return server
