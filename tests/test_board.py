@@ -339,7 +339,8 @@ async def test_the_page_in_chromium_shows_the_ledgers_numbers(board, pool, runni
         want = sum(1 for k, _, o in plan if k == kind and o)
         assert shown.found[f"running:{kind}:overdue"].strip() == str(want)
     # what a person sees: a wall screen and a phone
-    for name, size in (("board-1920x1080.png", "1920,1080"), ("board-phone-420x1400.png", "420,1400")):
+    for name, size in (("board-1920x1080.png", "1920,1080"), ("board-laptop-1280x2400.png", "1280,2400"),
+                       ("board-phone-420x1400.png", "420,1400")):
         png = tmp_path / name
         await chromium(f"--screenshot={png}", f"--window-size={size}", f"{url}/", profile=tmp_path / f"p-{name}")
         assert png.stat().st_size > 10_000
