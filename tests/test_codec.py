@@ -658,11 +658,12 @@ def test_ducha_up_encrypts_and_the_ui_reads_through_its_codec_server(tmp_path):
     is ciphertext in `temporal workflow show`, and plain text through the codec server that the
     Web UI is pointed at."""
     data_dir = tmp_path / "data"
-    ports = {k: free_port() for k in ("grpc", "ui", "pg", "receiver", "codec")}
+    ports = {k: free_port() for k in ("grpc", "ui", "pg", "receiver", "codec", "board")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUCHA_")}
     env.update(DUCHA_DATA_DIR=str(data_dir), DUCHA_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['grpc']}",
                DUCHA_UI_PORT=str(ports["ui"]), DUCHA_PG_PORT=str(ports["pg"]),
-               DUCHA_RECEIVER_PORT=str(ports["receiver"]), DUCHA_CODEC_PORT=str(ports["codec"]))
+               DUCHA_RECEIVER_PORT=str(ports["receiver"]), DUCHA_CODEC_PORT=str(ports["codec"]),
+               DUCHA_BOARD_PORT=str(ports["board"]))
     log = tmp_path / "up.log"
     proc = subprocess.Popen([str(BIN / "ducha"), "up"], env=env, stdout=open(log, "ab"),
                             stderr=subprocess.STDOUT)
