@@ -61,6 +61,7 @@ SELECT 'inspection', workflow_id, workflow_id, unit, responsible, stage, due_at,
 OVERDUE_LIMITED = f"SELECT * FROM ({OVERDUE}) o ORDER BY due_at NULLS LAST, due_on NULLS LAST, ref LIMIT {OVERDUE_SHOWN}"
 OVERDUE_COUNT = f"SELECT count(*) FROM ({OVERDUE}) o"
 NAMES = "SELECT code, kind, name, active FROM parties"
+VISIBILITY_SECONDS = 10
 INSPECTED = """
 SELECT unit, bool_or(stage = 'completed') AS completed FROM inspections WHERE year = $1 GROUP BY unit"""
 
@@ -95,7 +96,8 @@ class BoardReader:
         running, error = (None, "")
         if client is not None:
             try:
-                running = await read_running(client, self.task_queue)
+                async with asyncio.timeout(VISIBILITY_SECONDS):
+                    running = await read_running(client, self.task_queue)
             except Exception as exc:  # visibility is a second opinion: the ledger still shows
                 error = f"{type(exc).__name__}: {exc}"[:300]
         return Board(

@@ -410,6 +410,43 @@ async def test_the_page_refreshes_itself_when_the_ledger_changes(board, pool, tm
             await pool.execute("DELETE FROM clues WHERE clue_no = 'LIVE-1'")
 
 
+async def test_without_temporal_or_postgresql_the_page_says_so(db_url, ledger):
+    """Temporal unreachable: the ledger's numbers and a note; PostgreSQL unreachable: the page
+    says so, /healthz answers 503, and nothing crashes."""
+    from workers.embedded import free_port
+
+    no_temporal = make_settings(db_url, temporal_address=f"127.0.0.1:{free_port()}")
+    no_postgres = make_settings(f"postgresql://postgres@127.0.0.1:{free_port()}/none",
+                                temporal_address=f"127.0.0.1:{free_port()}")
+    async with httpx.AsyncClient(trust_env=False, timeout=60) as http:
+        server = await start_board(no_temporal, "127.0.0.1", 0)
+        try:
+            page = (await http.get(f"{server.url}/")).text
+            assert "Temporal 暂不可用" in page and "数据正常" in page
+            assert numbers(page).found["total:all"].strip() == (await expected_numbers_total(db_url))
+        finally:
+            await server.stop()
+        server = await start_board(no_postgres, "127.0.0.1", 0)
+        try:
+            page = (await http.get(f"{server.url}/")).text
+            health = await http.get(f"{server.url}/healthz")
+        finally:
+            await server.stop()
+    assert "无法读取台账" in page and "暂无数据" in page
+    assert health.status_code == 503
+
+
+async def expected_numbers_total(db_url: str) -> str:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return str(await conn.fetchval(
+            "SELECT (SELECT count(*) FROM clues WHERE stage IN ('registered', 'transferred', 'handling'))"
+            " + (SELECT count(*) FROM rectifications WHERE stage <> 'closed')"
+            " + (SELECT count(*) FROM inspections WHERE stage <> 'completed')"))
+    finally:
+        await conn.close()
+
+
 def test_board_command_refuses_a_busy_port(tmp_path):
     import socket
     import subprocess

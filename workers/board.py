@@ -40,6 +40,7 @@ from workers.http_server import RunningServer, run_foreground, start_app
 ASSETS = Path(__file__).resolve().parent / "board_assets"
 SECTIONS = ("summary", "overdue", "agencies", "units", "coverage", "running")
 TEMPORAL_CONNECT_SECONDS = 5
+SNAPSHOT_SECONDS = 20  # a snapshot that takes longer fails (and the page keeps the last one)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -91,11 +92,12 @@ class BoardSource:
             if self.pool is None:
                 # Read-only sessions: the board cannot write the ledger even by mistake.
                 self.pool = await asyncpg.create_pool(
-                    s.postgres_url, min_size=0, max_size=2, timeout=10,
+                    s.postgres_url, min_size=0, max_size=2, timeout=10, command_timeout=SNAPSHOT_SECONDS,
                     server_settings={"default_transaction_read_only": "on",
                                      "application_name": "ducha-board"})
             reader = BoardReader(self.pool, s.zone, ui_base(s), s.namespace, s.task_queue)
-            board = await reader.read(datetime.now(UTC), await self._client())
+            async with asyncio.timeout(SNAPSHOT_SECONDS):
+                board = await reader.read(datetime.now(UTC), await self._client())
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             print(f"board: cannot read the ledger: {exc}", file=sys.stderr, flush=True)
             previous = self.snapshot.board if self.snapshot else None
@@ -110,7 +112,7 @@ class BoardSource:
                 async with asyncio.timeout(TEMPORAL_CONNECT_SECONDS):
                     self.client = await Client.connect(self.settings.temporal_address,
                                                        namespace=self.settings.namespace)
-            except (RuntimeError, TimeoutError, OSError) as exc:
+            except Exception as exc:  # any failure to connect: the ledger part still shows
                 print(f"board: Temporal unavailable: {exc}", file=sys.stderr, flush=True)
         return self.client
 
