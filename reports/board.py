@@ -12,54 +12,57 @@ import asyncpg
 from temporalio.client import Client
 
 from rules.board import (
-    AGENCIES,
     KINDS,
     LIGHTS,
     OPEN_STAGES,
     OVERDUE_SHOWN,
     Board,
-    LightCount,
+    OpenGroup,
     Running,
     Tally,
     agency_names,
     coverage,
     overdue_cases,
+    split_groups,
+    sql_in,
     tally_rows,
     total_of,
     visibility_query,
 )
+from schemas.inspection import Stage as InspectionStage
+from schemas.rectification import Stage as RectificationStage
 
-# Open cases per (group, kind, light); $1/$2/$3 are the open stages of clues, rectifications and
-# inspections. {group} is the agency that must act now, or the unit the case concerns.
-_OPEN = """
-SELECT {clue_group} AS code, 'clue' AS kind, light, count(*) AS n
-  FROM clues WHERE stage = ANY($1::text[]) {clue_where} GROUP BY 1, 3
+_CLUE_OPEN = f"stage IN {sql_in(OPEN_STAGES['clue'])}"
+# Every stage but the last is open (rules.board.OPEN_STAGES); written as `<>` so the planner
+# matches the partial indexes of migrations 0005/0010 (`WHERE overdue AND stage <> 'closed'`).
+_RECT_OPEN = f"stage <> '{RectificationStage.CLOSED.value}'"
+_INSP_OPEN = f"stage <> '{InspectionStage.COMPLETED.value}'"
+# Every open case, counted once per (kind, who must act, unit, light): one scan of each table
+# gives both the agencies' and the units' counts (rules.board.split_groups).
+OPEN_GROUPS = f"""
+SELECT 'clue' AS kind, coalesce(responsible, '') AS responsible, subject_unit AS unit, light, count(*) AS n
+  FROM clues WHERE {_CLUE_OPEN} GROUP BY 2, 3, 4
 UNION ALL
-SELECT {rect_group}, 'rectification', light, count(*)
-  FROM rectifications WHERE stage = ANY($2::text[]) {rect_where} GROUP BY 1, 3
+SELECT 'rectification', coalesce(responsible, ''), unit, light, count(*)
+  FROM rectifications WHERE {_RECT_OPEN} GROUP BY 2, 3, 4
 UNION ALL
-SELECT {insp_group}, 'inspection', light, count(*)
-  FROM inspections WHERE stage = ANY($3::text[]) {insp_where} GROUP BY 1, 3"""
-BY_AGENCY = _OPEN.format(
-    clue_group="responsible", rect_group="responsible", insp_group="responsible",
-    clue_where="AND responsible = ANY($4::text[])", rect_where="AND responsible = ANY($4::text[])",
-    insp_where="AND responsible = ANY($4::text[])")
-BY_UNIT = _OPEN.format(clue_group="subject_unit", rect_group="unit", insp_group="unit",
-                       clue_where="", rect_where="", insp_where="")
-# Overdue open cases, with what the list shows of them; the inspection's deadline of its stage.
-OVERDUE = """
-SELECT 'clue' AS kind, clue_no AS ref, workflow_id, subject_unit AS unit, responsible, stage,
-       due_at, due_on
-  FROM clues WHERE overdue AND stage = ANY($1::text[])
-UNION ALL
-SELECT 'rectification', problem_no, workflow_id, unit, responsible, stage, due_at, due_on
-  FROM rectifications WHERE overdue AND stage = ANY($2::text[])
-UNION ALL
-SELECT 'inspection', workflow_id, workflow_id, unit, responsible, stage, due_at,
-       CASE WHEN stage = 'self_inspection' THEN self_due_on ELSE team_due_on END
-  FROM inspections WHERE overdue AND stage = ANY($3::text[])"""
-OVERDUE_LIMITED = f"SELECT * FROM ({OVERDUE}) o ORDER BY due_at NULLS LAST, due_on NULLS LAST, ref LIMIT {OVERDUE_SHOWN}"
-OVERDUE_COUNT = f"SELECT count(*) FROM ({OVERDUE}) o"
+SELECT 'inspection', coalesce(responsible, ''), unit, light, count(*)
+  FROM inspections WHERE {_INSP_OPEN} GROUP BY 2, 3, 4"""
+# Overdue open cases, longest overdue first, with what the list shows of them (the inspection's
+# deadline of its stage) and how many there are in all (`total`, the same scan).
+OVERDUE = f"""
+SELECT o.*, count(*) OVER () AS total FROM (
+  SELECT 'clue' AS kind, clue_no AS ref, workflow_id, subject_unit AS unit, responsible, stage,
+         due_at, due_on
+    FROM clues WHERE overdue AND {_CLUE_OPEN}
+  UNION ALL
+  SELECT 'rectification', problem_no, workflow_id, unit, responsible, stage, due_at, due_on
+    FROM rectifications WHERE overdue AND {_RECT_OPEN}
+  UNION ALL
+  SELECT 'inspection', workflow_id, workflow_id, unit, responsible, stage, due_at,
+         CASE WHEN stage = 'self_inspection' THEN self_due_on ELSE team_due_on END
+    FROM inspections WHERE overdue AND {_INSP_OPEN}
+) o ORDER BY o.due_at NULLS LAST, o.due_on NULLS LAST, o.ref LIMIT {OVERDUE_SHOWN}"""
 NAMES = "SELECT code, kind, name, active FROM parties"
 VISIBILITY_SECONDS = 10
 INSPECTED = """
@@ -79,20 +82,18 @@ class BoardReader:
 
     async def read(self, now: datetime, client: Client | None = None) -> Board:
         today = now.astimezone(self.zone).date()
-        stages = [list(OPEN_STAGES[k]) for k in KINDS]
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             parties = await conn.fetch(NAMES)
-            by_agency = await conn.fetch(BY_AGENCY, *stages, list(AGENCIES))
-            by_unit = await conn.fetch(BY_UNIT, *stages)
-            overdue = await conn.fetch(OVERDUE_LIMITED, *stages)
-            overdue_total = await conn.fetchval(OVERDUE_COUNT, *stages)
+            groups = await conn.fetch(OPEN_GROUPS)
+            overdue = await conn.fetch(OVERDUE)
             inspected = await conn.fetch(INSPECTED, today.year)
         names = {p["code"]: p["name"] for p in parties}
         agencies_named = agency_names({p["code"]: p["name"] for p in parties if p["kind"] == "agency"})
         active_units = {p["code"]: p["name"] for p in parties if p["kind"] == "unit" and p["active"]}
-        agencies = tally_rows((LightCount(r["code"], r["kind"], r["light"], r["n"]) for r in by_agency),
-                              agencies_named, always=agencies_named)
-        units = tally_rows((LightCount(r["code"], r["kind"], r["light"], r["n"]) for r in by_unit), names)
+        by_agency, by_unit = split_groups(OpenGroup(g["kind"], g["responsible"], g["unit"], g["light"], g["n"])
+                                          for g in groups)
+        agencies = tally_rows(by_agency, agencies_named, always=agencies_named)
+        units = tally_rows(by_unit, names)
         running, error = (None, "")
         if client is not None:
             try:
@@ -104,7 +105,7 @@ class BoardReader:
             generated_at=now, today=today, agencies=agencies, units=units, total=total_of(units),
             overdue=overdue_cases(overdue, {**agencies_named, **names}, today, self.zone,
                                   self.ui_base, self.namespace),
-            overdue_total=overdue_total,
+            overdue_total=overdue[0]["total"] if overdue else 0,
             coverage=coverage(today.year, active_units,
                               [r["unit"] for r in inspected if r["completed"]],
                               [r["unit"] for r in inspected if not r["completed"]]),

@@ -95,6 +95,38 @@ def tally_rows(counts: Iterable[LightCount], names: Mapping[str, str],
                                                 -r.tally.total, r.code))
 
 
+@dataclass(frozen=True)
+class OpenGroup:
+    """One group of the ledger's single GROUP BY over open cases: `n` cases of `kind` with
+    light `light`, concerning `unit`, that `responsible` must act on now."""
+
+    kind: str
+    responsible: str
+    unit: str
+    light: str
+    n: int
+
+
+def split_groups(groups: Iterable[OpenGroup]) -> tuple[list[LightCount], list[LightCount]]:
+    """(per agency that must act, per unit concerned): a case whose responsible party is a unit
+    (it must rectify or self-inspect) counts for that unit only."""
+    by_agency, by_unit = [], []
+    for g in groups:
+        if g.responsible in AGENCIES:
+            by_agency.append(LightCount(g.responsible, g.kind, g.light, g.n))
+        by_unit.append(LightCount(g.unit, g.kind, g.light, g.n))
+    return by_agency, by_unit
+
+
+def sql_in(values: Iterable[str]) -> str:
+    """A SQL list of literals, for stage lists (identifiers only, so a planner can match them
+    against partial indexes)."""
+    items = list(values)
+    if not items or not all(v.replace("_", "").isalnum() and v.isascii() for v in items):
+        raise ValueError(f"not a list of identifiers: {items!r}")
+    return "(" + ", ".join(f"'{v}'" for v in items) + ")"
+
+
 def total_of(rows: Iterable[BoardRow]) -> Tally:
     total = Tally()
     for row in rows:

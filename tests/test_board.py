@@ -57,6 +57,19 @@ def test_rows_are_worst_first_and_totals_add_up():
     assert total.as_dict()["by_kind"]["clue"] == {"red": 0, "yellow": 1, "green": 6}
 
 
+def test_one_scan_feeds_both_tables():
+    groups = [rules.OpenGroup("clue", "law_office", "market_regulation", "red", 2),
+              rules.OpenGroup("rectification", "market_regulation", "market_regulation", "yellow", 3),
+              rules.OpenGroup("inspection", "", "transport", "green", 1)]
+    by_agency, by_unit = rules.split_groups(groups)
+    assert by_agency == [rules.LightCount("law_office", "clue", "red", 2)]
+    assert [(c.code, c.n) for c in by_unit] == [("market_regulation", 2), ("market_regulation", 3), ("transport", 1)]
+    assert rules.sql_in(["registered", "handling"]) == "('registered', 'handling')"
+    for bad in ([], ["x'; DROP TABLE clues; --"], ["阶段"]):
+        with pytest.raises(ValueError):
+            rules.sql_in(bad)
+
+
 def test_days_overdue_count_calendar_days_in_the_county():
     today = date(2026, 3, 10)
     # 2026-03-09 17:00 UTC is already 03-10 in Shanghai: due today, 0 days

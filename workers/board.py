@@ -40,6 +40,7 @@ from workers.http_server import RunningServer, run_foreground, start_app
 ASSETS = Path(__file__).resolve().parent / "board_assets"
 SECTIONS = ("summary", "overdue", "agencies", "units", "coverage", "running")
 TEMPORAL_CONNECT_SECONDS = 5
+LOAD_FACTOR = 5
 SNAPSHOT_SECONDS = 20  # a snapshot that takes longer fails (and the page keeps the last one)
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -74,6 +75,7 @@ class BoardSource:
         self.client: Client | None = None
         self.client_tried = 0.0
         self.snapshot: Snapshot | None = None
+        self.last_duration = 0.0
         self.lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -82,8 +84,13 @@ class BoardSource:
 
     async def current(self) -> Snapshot:
         async with self.lock:
-            if self.snapshot is None or time.monotonic() - self.snapshot.taken >= self.max_age:
+            # A snapshot that took d seconds is not taken again within LOAD_FACTOR * d: on a
+            # large ledger the board uses at most 1/LOAD_FACTOR of one database connection.
+            wait = max(self.max_age, LOAD_FACTOR * self.last_duration)
+            if self.snapshot is None or time.monotonic() - self.snapshot.taken >= wait:
+                started = time.monotonic()
                 self.snapshot = await self._take()
+                self.last_duration = time.monotonic() - started
             return self.snapshot
 
     async def _take(self) -> Snapshot:
