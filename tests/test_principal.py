@@ -421,3 +421,25 @@ async def test_dev_server_records_no_principal_even_with_forged_headers(propagat
     assert (second.event_id, second.identity_verified) == (signaled[1].event_id, False)
     by_id = await outside(kind="signal", signal_event_id=signaled[0].event_id, require=True)
     assert (by_id.allowed, by_id.event_id) == (False, signaled[0].event_id)
+
+
+# --- production wiring (read, like tests/test_compose.py) --------------------------------------
+
+
+def test_production_config_turns_principal_attribution_on_behind_sign_in():
+    from .test_compose import ROOT, environment, load_compose, with_defaults
+
+    dynamic = yaml.safe_load((ROOT / "deploy" / "dynamicconfig" / "production-sql.yaml").read_text(encoding="utf-8"))
+    assert dynamic["frontend.enablePrincipalPropagation"] == [{"value": True, "constraints": {}}]
+    services = load_compose()["services"]
+    server, ui = environment(services["temporal"]), environment(services["temporal-ui"])
+    # Off unless .env turns it on (the worker has no token yet): empty authorizer = none.
+    for key in ("TEMPORAL_AUTH_AUTHORIZER", "TEMPORAL_AUTH_CLAIM_MAPPER", "TEMPORAL_JWT_KEY_SOURCE1",
+                "USE_INTERNAL_FRONTEND"):
+        assert with_defaults(server[key]) == "", key
+    assert with_defaults(server["TEMPORAL_JWT_PERMISSIONS_CLAIM"]) == "permissions"
+    assert with_defaults(server["TEMPORAL_SERVICES"]).split(",") == ["frontend", "history", "matching", "worker"]
+    assert with_defaults(ui["TEMPORAL_AUTH_ENABLED"]) == "false"
+    for key in ("TEMPORAL_AUTH_PROVIDER_URL", "TEMPORAL_AUTH_CLIENT_ID", "TEMPORAL_AUTH_CLIENT_SECRET",
+                "TEMPORAL_AUTH_CALLBACK_URL", "TEMPORAL_AUTH_SCOPES", "TEMPORAL_AUTH_USE_ID_TOKEN_AS_BEARER"):
+        assert "${TEMPORAL_UI_AUTH_" in ui[key], key
