@@ -26,6 +26,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.registry import RegistryStore
 from rules.principal import (
@@ -95,12 +96,12 @@ class PrincipalCheck:
             else:
                 # Count this run's signals of that name across forward pages.
                 for event in page:
-                    if find_signal([event], name=req.signal_name, ordinal=0) is None:
-                        continue
-                    if seen == req.signal_ordinal:
-                        found = find_signal([event], name=req.signal_name, ordinal=0)
-                        break
-                    seen += 1
+                    hit = find_signal([event], name=req.signal_name, ordinal=0)
+                    if hit is not None:
+                        if seen == req.signal_ordinal:
+                            found = hit
+                            break
+                        seen += 1
             if found is not None:
                 return found, events_read, pages
         return None, events_read, pages
@@ -148,8 +149,17 @@ class PrincipalCheck:
 
     @activity.defn(name="principal.check")
     async def check_activity(self, req: PrincipalCheckInput) -> PrincipalCheckOutput:
-        """`check` as an activity: a refusal is a business error (never retried)."""
-        out = await self.check(req)
+        """`check` as an activity: a refusal is a business error (never retried), and so is a
+        workflow run that does not exist."""
+        try:
+            out = await self.check(req)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise ApplicationError(
+                f"找不到工作流 {req.workflow_id} / workflow run not found: {exc.message}",
+                type="WorkflowNotFound", non_retryable=True,
+            ) from None
         if not out.allowed:
             raise ApplicationError(out.reason, out.model_dump(), type="IdentityRefused", non_retryable=True)
         return out

@@ -205,15 +205,14 @@ def decide(
             f"principal {principal.name!r} is operator {registry_operator!r}",  # type: ignore[union-attr]
         )
     if principal is None:
-        why = ("此操作没有经服务器核验的登录身份 / the action carries no server-verified identity "
-               "(no principal recorded)")
+        zh, en = "此操作没有经服务器核验的登录身份", "the action carries no server-verified identity"
     elif not usable:
-        why = (f"登录身份类型 {principal.type} 不是操作人登录 / principal type {principal.type!r} "
-               f"is not an operator sign-in ({JWT_PRINCIPAL_TYPE!r} expected)")
+        zh = f"登录身份类型 {principal.type} 不是操作人登录"
+        en = f"principal type {principal.type!r} is not an operator sign-in ({JWT_PRINCIPAL_TYPE!r} expected)"
     else:
-        why = (f"登录身份 {principal.name} 未在登记册中对应任何操作人 / principal "
-               f"{principal.name!r} is not the sign-in of any registered operator")
+        zh = f"登录身份 {principal.name} 未在登记册中对应任何操作人"
+        en = f"principal {principal.name!r} is not the sign-in of any registered operator"
     if require:
-        return IdentityDecision(False, False, claim, f"拒绝：{why}（要求核验身份）/ refused: {why}; "
-                                "identity verification is required (DUCHA_REQUIRE_PRINCIPAL)")
-    return IdentityDecision(True, False, claim, f"未核验身份：{why} / identity not verified: {why}")
+        return IdentityDecision(False, False, claim, f"拒绝：{zh}，而本系统要求核验身份 / refused: {en}, "
+                                "and identity verification is required (DUCHA_REQUIRE_PRINCIPAL)")
+    return IdentityDecision(True, False, claim, f"未核验身份：{zh} / identity not verified: {en}")

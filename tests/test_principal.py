@@ -443,3 +443,11 @@ def test_production_config_turns_principal_attribution_on_behind_sign_in():
     for key in ("TEMPORAL_AUTH_PROVIDER_URL", "TEMPORAL_AUTH_CLIENT_ID", "TEMPORAL_AUTH_CLIENT_SECRET",
                 "TEMPORAL_AUTH_CALLBACK_URL", "TEMPORAL_AUTH_SCOPES", "TEMPORAL_AUTH_USE_ID_TOKEN_AS_BEARER"):
         assert "${TEMPORAL_UI_AUTH_" in ui[key], key
+
+
+async def test_unknown_workflow_is_a_clear_business_error(propagating_env, registry):
+    check = PrincipalCheck(propagating_env.client, registry, require=False)
+    with pytest.raises(ApplicationError) as caught:
+        await check.check_activity(PrincipalCheckInput(workflow_id="clue-does-not-exist", kind="start"))
+    assert caught.value.type == "WorkflowNotFound" and caught.value.non_retryable
+    assert "找不到工作流 clue-does-not-exist" in str(caught.value)
