@@ -7,8 +7,10 @@ its own attempt; `PrincipalCheck.check_activity` is the same as an activity, for
 Cost (reads only what it needs, one GetWorkflowExecutionHistory[Reverse] call per page):
 - start: forward history, first page of `page_size` events (the Started event is event 1).
 - update: reverse history from the newest event until the update's UpdateAccepted (or
-  UpdateAdmitted) event. The step activity runs in the workflow task that accepted the update
-  or soon after, so the event is normally on the first reverse page.
+  UpdateAdmitted) event, normally on the first page for an activity scheduled by the update's
+  handler. A *local* activity runs inside the workflow task that accepts the update, before the
+  event is written: it reads the whole history and finds nothing (tests/test_principal.py).
+  Either way no update is attributed (rules/principal.py), so the read only reports.
 - signal by event id: reverse history down to that event id.
 - signal by name + ordinal: forward history until that signal (all events before it).
 """
@@ -128,7 +130,11 @@ class PrincipalCheck:
         require = self.require if req.require is None else req.require
         d = decide(caller, req.operator, registry_operator, require)
         reason = d.reason
-        if carrier is None:
+        if carrier is None and req.kind == "update":
+            reason = ("历史中还没有该更新的事件：它在接受更新的工作流任务完成时才写入，本地活动读不到 / "
+                      "no event of this update in the history yet: it is written when the workflow "
+                      "task that accepts the update completes, so a local activity cannot see it; " + reason)
+        elif carrier is None:
             reason = (f"历史中找不到该操作的事件 / no event of this {req.kind} in the history; " + reason)
         elif carrier.note and not d.identity_verified:
             reason = f"{reason}; {carrier.note}"

@@ -344,6 +344,7 @@ class PrincipalProbe:
     def __init__(self) -> None:
         self.notes = 0
         self.done = False
+        self.checked: PrincipalCheckOutput | None = None
 
     @workflow.run
     async def run(self) -> int:
@@ -367,6 +368,25 @@ class PrincipalProbe:
             return f"{exc.cause.type}: {exc.cause.message}"
         finally:
             self.done = req.require is True
+
+    @workflow.update
+    async def act_locally(self, req: PrincipalCheckInput) -> PrincipalCheckOutput:
+        """As the case kernel's step does: a local activity, inside the accepting workflow task."""
+        req = req.model_copy(update={"workflow_id": workflow.info().workflow_id,
+                                     "update_id": workflow.current_update_info().id})
+        return await workflow.execute_local_activity(
+            "principal.check", req, result_type=PrincipalCheckOutput, start_to_close_timeout=timedelta(seconds=10))
+
+    @workflow.signal
+    async def note_checked(self, req: PrincipalCheckInput) -> None:
+        """A signal checked from a local activity in its own handler: its event is in history."""
+        req = req.model_copy(update={"workflow_id": workflow.info().workflow_id})
+        self.checked = await workflow.execute_local_activity(
+            "principal.check", req, result_type=PrincipalCheckOutput, start_to_close_timeout=timedelta(seconds=10))
+
+    @workflow.query
+    def last_check(self) -> PrincipalCheckOutput | None:
+        return self.checked
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -394,11 +414,16 @@ async def test_dev_server_records_no_principal_even_with_forged_headers(propagat
         handle = await liar.start_workflow(PrincipalProbe.run, id=f"probe-{uuid.uuid4().hex[:8]}", task_queue=queue)
         await handle.signal(PrincipalProbe.note, "a")
         await handle.signal(PrincipalProbe.note, "b")
+        local = await handle.execute_update(PrincipalProbe.act_locally, PrincipalCheckInput(
+            workflow_id="-", kind="update", update_id="-", operator="李娜"))
+        await handle.signal(PrincipalProbe.note_checked, PrincipalCheckInput(
+            workflow_id="-", kind="signal", signal_name="note_checked", signal_ordinal=0, operator="李娜"))
         soft = await handle.execute_update(PrincipalProbe.act, PrincipalCheckInput(
             workflow_id="-", kind="update", update_id="-", operator="李娜"))
         hard = await handle.execute_update(PrincipalProbe.act, PrincipalCheckInput(
             workflow_id="-", kind="update", update_id="-", operator="李娜", require=True))
         assert await handle.result() == 2
+        noted = await handle.query(PrincipalProbe.last_check)
 
     history = await handle.fetch_history()
     assert [principal_of(e) for e in history.events] == [None] * len(history.events)
@@ -410,6 +435,12 @@ async def test_dev_server_records_no_principal_even_with_forged_headers(propagat
     assert (soft.allowed, soft.identity_verified, soft.operator, soft.recorded) == (True, False, "李娜", None)
     assert soft.event_type == "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" and soft.pages == 1
     assert hard.startswith("IdentityRefused: ") and "没有经服务器核验的登录身份" in hard
+    # From a local activity (the kernel's step): the update's event is not written yet, the
+    # signal's is.
+    assert (local.allowed, local.identity_verified, local.event_id) == (True, False, None)
+    assert "本地活动读不到" in local.reason and local.pages >= 1
+    assert (noted.event_type, noted.allowed, noted.identity_verified) == (
+        "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED", True, False)
 
     # Start and the second signal, checked from outside, on the real server's history reads.
     async def outside(**kw) -> PrincipalCheckOutput:
