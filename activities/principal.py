@@ -8,8 +8,8 @@ Cost (reads only what it needs, one GetWorkflowExecutionHistory[Reverse] call pe
 - start: forward history, first page of `page_size` events (the Started event is event 1).
 - update: reverse history from the newest event until the update's UpdateAccepted (or
   UpdateAdmitted) event, normally on the first page for an activity scheduled by the update's
-  handler. A *local* activity runs inside the workflow task that accepts the update, before the
-  event is written: it reads the whole history and finds nothing (tests/test_principal.py).
+  handler. A *local* activity of that workflow runs inside the workflow task that accepts the
+  update, before the event is written, so it reads nothing (0 calls) and reports that.
   Either way no update is attributed (rules/principal.py), so the read only reports.
 - signal by event id: reverse history down to that event id.
 - signal by name + ordinal: forward history until that signal (all events before it).
@@ -76,6 +76,8 @@ class PrincipalCheck:
 
     async def find_carrier(self, req: PrincipalCheckInput) -> tuple[Carrier | None, int, int]:
         """(the event that carried the action or None, events read, pages read)."""
+        if req.kind == "update" and self._in_local_activity_of(req.workflow_id):
+            return None, 0, 0  # its event is written when this very workflow task completes
         execution = WorkflowExecution(workflow_id=req.workflow_id, run_id=self._run_id(req))
         events_read = pages = seen = 0
         reverse = req.kind == "update" or (req.kind == "signal" and req.signal_event_id is not None)
@@ -107,6 +109,13 @@ class PrincipalCheck:
             if found is not None:
                 return found, events_read, pages
         return None, events_read, pages
+
+    @staticmethod
+    def _in_local_activity_of(workflow_id: str) -> bool:
+        if not activity.in_activity():
+            return False
+        info = activity.info()
+        return info.is_local and info.workflow_id == workflow_id
 
     def _run_id(self, req: PrincipalCheckInput) -> str:
         if req.run_id:
