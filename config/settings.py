@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # The first attempt of each delivery is made by `callbacks.publish` itself, with this
     # timeout; a delivery that needs a retry is handed to a CallbackDelivery workflow.
     callback_inline_timeout_seconds: float = Field(3.0, gt=0)
+    # Identity (docs/deployment.md, 身份核验): refuse operator actions whose event carries no
+    # server-recorded principal of a registered operator. Off: allowed, marked unverified.
+    require_principal: bool = False
     # Payload encryption (workers/codec.py, docs/deployment.md "Encryption and the codec server").
     # DUCHA_CODEC_KEYS: JSON object {"key-id": "<base64 of 32 random bytes>", ...}; every key
     # listed decrypts, DUCHA_CODEC_KEY_ID names the one that encrypts. Unset: the key file.
