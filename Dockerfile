@@ -10,6 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DUCHA_LOG_FORMAT=json
 
+# A CJK font for the charts of the annual report's .docx (documents/charts.py).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-noto-cjk && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /build
 COPY pyproject.toml requirements.lock README.md ./
 COPY schemas/ schemas/
@@ -20,6 +23,7 @@ COPY rules/ rules/
 COPY config/ config/
 COPY reports/ reports/
 COPY audit/ audit/
+COPY documents/ documents/
 # Read-only application files, at the same relative paths as in the repository:
 # /app/migrations and /app/data (official calendars, demo registry).
 COPY migrations/ /app/migrations/

@@ -35,11 +35,19 @@ def ledger(
                                help="the next page: start after this problem (the last one shown)"),
     every: bool = typer.Option(False, "--all", help="every matching problem, no page (e.g. a full --csv export)"),
     as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout, one row per problem"),
+    xlsx: Path = typer.Option(None, "--xlsx", metavar="FILE",
+                              help="every matching problem to an Excel workbook, a sheet per stage"),
 ) -> None:
     """The close-off ledger (整改销号台账): problems newest first with their whole timelines, a page
-    at a time (--limit, --before), or all of them (--all)."""
+    at a time (--limit, --before), or all of them (--all, --xlsx FILE)."""
     if status is not None and status not in STATUS_FILTERS:
         fail(f"--status: 只能是 {' | '.join(STATUS_FILTERS)} / must be one of {', '.join(STATUS_FILTERS)}")
+    if xlsx is not None:
+        if limit is not None or before is not None or as_csv:
+            fail("--xlsx 导出全部匹配的问题，不能与 --limit、--before、--csv 同用 / "
+                 "--xlsx exports every matching problem: no --limit, --before or --csv")
+        _ledger_xlsx(xlsx, unit, status)
+        return
     if every and limit is not None:
         fail("--all 与 --limit 不能同时使用 / --all and --limit exclude each other")
     size = limit or LEDGER_PAGE
@@ -72,6 +80,24 @@ def ledger(
                     "（全部 / everything: --all）")
 
     run(go)
+
+
+def _ledger_xlsx(path: Path, unit: str | None, status: str | None) -> None:
+    from documents import ledger_xlsx
+    from documents.files import staged
+
+    if path.suffix.lower() != ".xlsx":
+        fail(f"--xlsx: 文件名须以 .xlsx 结尾 / the file must end in .xlsx, not {path.name}")
+    s = settings()
+
+    async def go():
+        async with db_pool(s) as pool:
+            with staged(path) as tmp:
+                return await ledger_xlsx.export(pool, tmp, s.zone, unit=unit, status=status)
+
+    result = run(go)
+    typer.echo(f"{path}\n共 {result.total} 个问题 / {result.total} problems: "
+               + "，".join(f"{name} {n}" for name, n in result.sheets.items() if name != "汇总"))
 
 
 CSV_HEADER = ["problem_no", "unit", "unit_name", "list", "category", "severity", "stage", "due_on", "overdue",
