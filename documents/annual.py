@@ -135,15 +135,12 @@ def render(d: AnnualReportData, head: Letterhead, doc_no: str, issued_on: date, 
 # --- the tables as a workbook ----------------------------------------------------------------------
 
 
-def _value(book: Book, field: str, v: object) -> object:
-    if v is None:
-        return None
+def _value(field: str, v: object) -> object:
+    """A report value as the workbook shows it (dates stay dates; Sheet writes them as such)."""
+    if v is None or isinstance(v, date | int | float) and not isinstance(v, bool):
+        return v
     if isinstance(v, bool):
         return "是" if v else "否"
-    if isinstance(v, datetime):
-        return book.when(v)
-    if isinstance(v, date):
-        return book.day(v)
     if isinstance(v, list | tuple):
         return "；".join(CAP_NAMES.get(str(x), str(x)) for x in v)
     names = VALUE_NAMES.get(field)
@@ -164,12 +161,12 @@ def write_xlsx(d: AnnualReportData, path: Path, zone: ZoneInfo) -> dict[str, int
         model = type(d).model_fields[name].annotation.__args__[0]
         fields = list(model.model_fields)
         header = [LABELS.get(f, f) for f in fields]
-        values = [[_value(book, f, getattr(r, f)) for f in fields] for r in rows[:2000]]
+        values = [[_value(f, getattr(r, f)) for f in fields] for r in rows[:2000]]
         sheet = book.sheet(SHEET_NAMES.get(name, name), header, widths(header, values))
         for r in values:
             sheet.append(r)
         for r in rows[2000:]:
-            sheet.append([_value(book, f, getattr(r, f)) for f in fields])
+            sheet.append([_value(f, getattr(r, f)) for f in fields])
         sheet.done()
         out[sheet.ws.title] = sheet.rows
     book.save(path)

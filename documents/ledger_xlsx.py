@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from documents.xlsx import MAX_ROWS, Book, Sheet, widths
+from documents.xlsx import MAX_ROWS, Book, Light, Sheet, widths
 from reports.ledger import ORDER, STATUS_FILTERS
 from rules.bulletin import LIST_NAMES, STAGE_NAMES
 
@@ -79,9 +79,8 @@ async def export(pool: asyncpg.Pool, path: Path, zone: ZoneInfo, *, unit: str | 
 
     def row(r) -> list:
         return [r[0], r[1], r[2], LIST_NAMES.get(r[3], r[3]), r[4], SEVERITY.get(r[5], r[5]),
-                STAGE_NAMES.get(r[6], r[6]), book.light(r[7]), book.day(r[8]), "是" if r[9] else "否", r[10],
-                "是" if r[11] else "", r[12], r[13], book.when(r[14]), book.when(r[15]), book.when(r[16]),
-                r[17], r[18]]
+                STAGE_NAMES.get(r[6], r[6]), Light(r[7]) if r[7] else None, r[8], "是" if r[9] else "否", r[10],
+                "是" if r[11] else "", r[12], r[13], r[14], r[15], r[16], r[17], r[18]]
 
     written = 0
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
