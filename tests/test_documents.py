@@ -132,7 +132,7 @@ def check_gongwen(path: Path, *, issuer: str, title: str, addressee: str) -> str
     anchor = box[0].getparent()
     align = anchor.find("{http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing}positionV")
     assert align.get("relativeFrom") == "margin" and align[0].text == "bottom"
-    banji = ["".join(t.text for t in p.iter(f"{W}t")) for p in anchor.iter(f"{W}p")]
+    banji = ["".join(t.text or "" for t in p.iter(f"{W}t")) for p in anchor.iter(f"{W}p")]
     assert banji[0].strip().startswith("抄送：") and banji[0].endswith("。")
     assert banji[-1].strip().startswith(issuer) and banji[-1].endswith(dated[-1].text + "印发")
     # Page numbers "— N —" on odd and even pages.
@@ -189,7 +189,7 @@ async def test_notice_docx(pool, ledger, cli_env, tmp_path):
     text = "\n".join(texts(doc))
     assert "1个涉嫌违纪违法问题线索，已按规定移送县纪委监委" in text and "违规办案" not in text.split("二、")[0]
     assert "86分" in text and "良好" in text
-    banji = "".join(t.text for t in doc.element.body.iter(f"{W}t"))
+    banji = "".join(t.text or "" for t in doc.element.body.iter(f"{W}t"))
     assert "抄送：县委，县纪委监委" in banji  # the clue's recipient is copied
     # Not fed back yet, or unknown: one clear line, no number taken.
     for wid, words in ((OPEN_WID, "尚未反馈问题"), ("inspection-1999-x", "没有督察")):

@@ -77,3 +77,23 @@ def test_sheet_cells(tmp_path):
     assert a[4].value == "黄" and a[4].fill.fgColor.rgb.endswith("FFEB9C") and a[5].value == "是"
     assert b[0].value == "<&>" and b[1].value is None and b[4].value == "purple" and b[5].value == "否"
     assert ws.auto_filter.ref == "A1:F3" and ws.freeze_panes == "A2"
+
+
+def test_table_cells_keep_their_text():
+    """Table rows are copies of one template row: each keeps its own text, line breaks and
+    spaces; control characters XML cannot carry are dropped."""
+    from docx import Document
+
+    from documents.gongwen import Header, new_document
+
+    body = new_document(Header(issuer="西县委依法治县办", number="西法督〔2026〕1号", title="标题", addressee="县委",
+                               issued_on=date(2026, 7, 3)))
+    rows = [["1", " 前后空格 "], ["2", "第一行\n第二行"], ["3", "控制\x01字符"], ["4", None]]
+    body.table(["序号", "内容"], rows, widths=[20, 136])
+    doc = Document(io.BytesIO(body.finish()))
+    t = doc.tables[0]
+    assert [[c.text for c in r.cells] for r in t.rows] == [
+        ["序号", "内容"], ["1", " 前后空格 "], ["2", "第一行\n第二行"], ["3", "控制字符"], ["4", ""]]
+    assert all(round(c.width / 36000) == w for r in t.rows for c, w in zip(r.cells, (20, 136), strict=True))
+    with pytest.raises(ValueError, match="columns"):
+        body.table(["a", "b"], [["only one"]])
