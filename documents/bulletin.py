@@ -48,7 +48,7 @@ def render(b: Bulletin, head: Letterhead, doc_no: str, issued_on: date) -> bytes
     body.table(["编号", "单位", "类别", "问题", "整改意见", "时限", "状态"],
                [[p.problem_no, p.unit_name, p.category, p.description, p.opinion, _due(p.due_on),
                  STAGE_NAMES.get(p.stage, p.stage)] for p in b.common],
-               widths=[22, 22, 16, 34, 34, 16, 12], empty="本期无共性问题。")
+               widths=[24, 22, 16, 30, 26, 22, 16], empty="本期无共性问题。")
     body.heading("三、个性问题清单")
     if not b.individual:
         body.paragraph("本期无个性问题。")
@@ -57,7 +57,7 @@ def render(b: Bulletin, head: Letterhead, doc_no: str, issued_on: date) -> bytes
         body.table(["编号", "类别", "问题", "整改意见", "时限", "状态"],
                    [[p.problem_no, p.category, p.description, p.opinion, _due(p.due_on),
                      STAGE_NAMES.get(p.stage, p.stage)] for p in rows],
-                   widths=[24, 18, 40, 40, 18, 16])
+                   widths=[24, 18, 38, 38, 22, 16])
     body.heading("四、各单位整改情况")
     body.table(["单位", "问题数", "按期", "逾期", "拒不整改升级", "已销号", "未销号"],
                [[u.unit_name, u.total, u.on_time, u.overdue, u.escalated, u.closed, u.open] for u in b.units],

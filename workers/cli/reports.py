@@ -94,7 +94,9 @@ def _ledger_xlsx(path: Path, unit: str | None, status: str | None) -> None:
     async def go():
         async with db_pool(s) as pool:
             with staged(path) as tmp:
-                return await ledger_xlsx.export(pool, tmp, s.zone, unit=unit, status=status)
+                return await ledger_xlsx.export(
+                    pool, tmp, s.zone, unit=unit, status=status,
+                    progress=lambda n: typer.echo(f"已写入 {n:,} 行 / {n:,} rows written", err=True))
 
     result = run(go)
     typer.echo(f"{path}\n共 {result.total} 个问题 / {result.total} problems: "
