@@ -32,14 +32,14 @@ SEVERITY = {"serious": "严重", "general": "一般"}
 
 @dataclass
 class Export:
-    """What was written: rows per sheet, in the workbook's order."""
+    """What was written: rows per stage sheet, in the workbook's order (after 汇总)."""
 
     path: Path
     sheets: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
-        return sum(n for name, n in self.sheets.items() if name != "汇总")
+        return sum(self.sheets.values())
 
 
 def query(unit: str | None, status: str | None) -> tuple[str, list]:
@@ -110,7 +110,6 @@ async def export(pool: asyncpg.Pool, path: Path, zone: ZoneInfo, *, unit: str | 
             s.done()
             out.sheets[s.ws.title] = s.rows
     _summary(book, summary, sheets, light_counts)
-    out.sheets = {"汇总": len(sheets), **out.sheets}
     book.save(path)
     return out
 

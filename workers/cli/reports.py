@@ -100,7 +100,7 @@ def _ledger_xlsx(path: Path, unit: str | None, status: str | None) -> None:
 
     result = run(go)
     typer.echo(f"{path}\n共 {result.total} 个问题 / {result.total} problems: "
-               + "，".join(f"{name} {n}" for name, n in result.sheets.items() if name != "汇总"))
+               + "，".join(f"{name} {n}" for name, n in result.sheets.items()))
 
 
 CSV_HEADER = ["problem_no", "unit", "unit_name", "list", "category", "severity", "stage", "due_on", "overdue",
