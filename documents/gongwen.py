@@ -1,6 +1,6 @@
 """The 公文 layout of GB/T 9704-2012 (党政机关公文格式) with python-docx, shared by every document
-kind: A4 with the standard 版心 (156 × 225 mm; 天头 37 mm, 订口 28 mm), 3号仿宋 body on a grid of
-22 lines × 28 characters, the 版头 (red 发文机关标志, 发文字号, red separator), the 标题 in 2号小标宋,
+kind: A4 with the standard 版心 (156 × 225 mm; 天头 37 mm, 订口 28 mm), 3号仿宋 body at 22 lines a
+page (the character grid of 28 a line is left to the fonts: see _page), the 版头 (red 发文机关标志, 发文字号, red separator), the 标题 in 2号小标宋,
 主送机关, 正文 with its heading levels (一、 黑体, （一） 楷体), 发文机关署名 and 成文日期 under the
 印章 position, the 版记 (抄送, 印发机关和印发日期, between separator lines) at the foot of the last
 page, and page numbers "— N —" in 4号宋体 (odd pages right, even pages left).
@@ -404,34 +404,6 @@ BANJI_BOX = (
     '<wps:txbx><w:txbxContent/></wps:txbx>'
     '<wps:bodyPr rot="0" vert="horz" wrap="square" lIns="0" tIns="0" rIns="0" bIns="0" anchor="b">'
     '<a:noAutofit/></wps:bodyPr></wps:wsp></a:graphicData></a:graphic></wp:anchor></w:drawing>')
-
-
-def _element(tag: str, **attrs: str):
-    el = OxmlElement(tag)
-    for k, v in attrs.items():
-        el.set(qn(f"w:{k}"), v)
-    return el
-
-
-TBLPR_ORDER = ("tblStyle", "tblpPr", "tblOverlap", "bidiVisual", "tblStyleRowBandSize", "tblStyleColBandSize",
-               "tblW", "jc", "tblCellSpacing", "tblInd", "tblBorders", "shd", "tblLayout", "tblCellMar", "tblLook",
-               "tblCaption", "tblDescription")
-
-
-def _set(parent, child, order: Sequence[str]) -> None:
-    """Put `child` in `parent` at its place in the schema's sequence `order`, replacing one of its kind."""
-    name = child.tag.split("}")[1]
-    old = parent.find(qn(f"w:{name}"))
-    if old is not None:
-        old.addprevious(child)
-        parent.remove(old)
-        return
-    later = {qn(f"w:{n}") for n in order[order.index(name) + 1:]}
-    follow = next((c for c in parent.iterchildren() if c.tag in later), None)
-    if follow is None:
-        parent.append(child)
-    else:
-        follow.addprevious(child)
 
 
 def _bookmark(first: Paragraph, last: Paragraph, name: str) -> None:
