@@ -97,7 +97,3 @@ class DocumentNumbers:
         if inserted is None:
             raise _Taken
         return Issued(doc_no, prefix, year, number, issued_on, False, conn)
-
-    async def list(self, year: int | None = None) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            "SELECT * FROM documents WHERE $1::int IS NULL OR year = $1 ORDER BY prefix, year, number", year)
