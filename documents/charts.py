@@ -5,7 +5,8 @@ paths or styles); anything else is refused by name, so a chart changed beyond th
 loudly here instead of rendering wrong.
 
 Chinese needs a CJK font: Noto Sans CJK (Debian's fonts-noto-cjk, which
-scripts/ensure-libreoffice.sh installs), or the file named by DUCHA_CJK_FONT."""
+scripts/ensure-libreoffice.sh installs for the tests), WenQuanYi Micro Hei (fonts-wqy-microhei,
+5 MB, in the worker image), or the file named by DUCHA_CJK_FONT."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ FONT_FILES = (
     "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # fonts-wqy-microhei (5 MB): the worker image's
 )
 SC_INDEX = 2  # in NotoSansCJK-*.ttc: JP, KR, SC, TC, HK; the Simplified Chinese face
 
@@ -51,7 +53,7 @@ def font_file(bold: bool = False) -> Path:
 @cache
 def _font(size_px: int, bold: bool) -> ImageFont.FreeTypeFont:
     path = font_file(bold)
-    index = SC_INDEX if path.suffix.lower() == ".ttc" else 0
+    index = SC_INDEX if path.name.startswith("NotoSansCJK") else 0
     try:
         return ImageFont.truetype(str(path), size_px, index=index)
     except OSError:
