@@ -67,6 +67,10 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
             target = f"p95 < {TARGET_PAGE_MS:.0f} ms" if q["kind"] == "paged" else ""
             out.append(("ledger", q["name"], f"p50 {_f(q['p50_ms'])} / p95 {_f(q['p95_ms'])} ms", target,
                         _ok(q["meets"])))
+    if x := r.get("xlsx"):
+        out.append(("xlsx", f"`ducha ledger --xlsx`, {x['rows']:,} rows: rows/s wall, per CPU s; peak RSS",
+                    f"{_f(x['rows_per_s'], 0)}, {_f(x.get('rows_per_cpu_s'), 0)}; {_f(x['peak_rss_mb'], 0)} MB",
+                    "", ""))
     if c := r.get("callbacks"):
         s = c["signing"]
         out += [
@@ -172,6 +176,7 @@ def write(r: dict, path: Path = DOC) -> Path:
     md += _overhead(r.get("overhead"), r.get("sandbox"))
     md += _fanout(r.get("fanout"))
     md += _ledger(r.get("ledger"))
+    md += _xlsx(r.get("xlsx"))
     md += _callbacks(r.get("callbacks"))
     md += _settings(r.get("overhead"), r.get("sandbox"), r.get("callbacks"), r.get("fanout"))
     generated = "\n".join(md[2:]).strip()  # md[0] is the title, md[1] a blank line
@@ -494,6 +499,16 @@ def _ledger(lq: dict | None) -> list[str]:
         md += _md_table(["table", "index", "size", "scans"],
                         [[i["table"], f"`{i['index']}`", i["size"], _f(i["scans"])] for i in lq["indexes"]])
     return md
+
+
+def _xlsx(x: dict | None) -> list[str]:
+    if not x:
+        return []
+    return ["## Ledger to Excel (`ducha ledger --xlsx`)", "",
+            f"{x['rows']:,} problems to one workbook in {x['wall_s']:.0f} s: **{x['rows_per_s']:,.0f} rows/s** "
+            f"({x.get('rows_per_cpu_s', 0):,.0f} rows per CPU second of the command, {x['cpu_s']:.0f} s CPU), "
+            f"peak RSS of the command **{x['peak_rss_mb']:.0f} MB** (os.wait4), {x['bytes'] / 2**20:.0f} MiB file. "
+            "The rows stream (server-side cursor, openpyxl write-only).", ""]
 
 
 def _callbacks(c: dict | None) -> list[str]:

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     calendar_dir: Path = PROJECT_ROOT / "data" / "calendar"
     # Yearly assessment rubric (docs/assessment.md)
     assessment_rubric: Path = PROJECT_ROOT / "data" / "assessment" / "rubric.yaml"
+    # 公文 (documents/, docs/operators.md "Documents"): 发文字号 {document_prefix}〔{year}〕{n}号,
+    # numbered per prefix and year in PostgreSQL; the 发文机关 (empty: the registry's law_office).
+    document_prefix: str = Field("西法督", pattern=r"^[^\s〔〕\[\]]{1,16}$")
+    document_issuer: str = Field("", max_length=40)
     # Callbacks
     callback_allowlist: list[str] = Field(default_factory=list)
     callback_retry_schedule: list[float] = Field(
