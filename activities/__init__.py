@@ -28,7 +28,7 @@ def build_activities(
     calendar = CalendarActivities(pool, settings)
     ledger = LedgerActivities(pool)
     callbacks = CallbackActivities(pool, settings, client, http)
-    cases = CaseActivities(pool, callbacks)
+    cases = CaseActivities(pool, callbacks, require_principal=settings.require_principal)
     inspections = InspectionActivities(pool, client)
     assessment = AssessmentActivities(pool, settings, callbacks)
     return [
