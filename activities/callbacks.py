@@ -431,6 +431,11 @@ class CallbackActivities:
 
         return await self._deliver(event, await _patiently(write_and_read))
 
+    async def write_outbox(self, conn: asyncpg.Connection, event: PublishEvent) -> PublishResult:
+        """`write_outbox` (module level) as a method, for callers that hold a CallbackActivities:
+        the event and its deliveries in one statement, inside the caller's transaction."""
+        return await write_outbox(conn, event)
+
     @activity.defn(name="callbacks.deliver_recorded")
     async def deliver_recorded(self, event: PublishEvent) -> PublishResult:
         """Deliver an event whose rows `write_outbox` wrote (possibly in another transaction,
