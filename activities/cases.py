@@ -21,7 +21,6 @@ from activities.ledger import write_clue, write_inspection, write_rectification
 from activities.registry import authorization_refusal, log_authorization, operator_grants
 from schemas.case import CaseKind, StepRecord, StepResult
 
-
 # Temporal stamps the caller's verified identity (the principal) only on the events a caller's own
 # request writes: a start, a signal. An update is accepted by the worker, so its event names the
 # worker (docs/deployment.md, 身份核验). An operator action carried by an update therefore cannot be

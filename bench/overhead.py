@@ -62,7 +62,7 @@ class Driver:
         self.plans: dict[str, dict] = {"baseline": plan or {}, "mirror": plan or {}}
         self.tag = uuid.uuid4().hex[:6]
         self.count = 0
-        self.ids: dict[str, list[str]] = {k: [] for k in queues}
+        self.ids: dict[str, list[str]] = {k: [] for k in KINDS}
 
     async def lifecycle(self, kind: str) -> float:
         self.count += 1
