@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncpg
-    import httpx
     from temporalio.client import Client
 
+    from activities.pinned_http import PinnedClient
     from config.settings import Settings
 
 
 def build_activities(
-    pool: asyncpg.Pool, settings: Settings, client: Client, http: httpx.AsyncClient
+    pool: asyncpg.Pool, settings: Settings, client: Client, http: PinnedClient
 ) -> list:
     """Every activity of the project, bound to one pool, one Temporal client and one HTTP client."""
     from activities.assessment import AssessmentActivities

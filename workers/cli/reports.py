@@ -222,8 +222,6 @@ async def _bulletin_docx(s, pool, b, path: Path) -> str:
 
 
 async def _publish(s, pool, b, first: date, last: date, doc_no: str | None = None):
-    import httpx
-
     from activities.callbacks import CallbackActivities, make_http_client
     from workers.client import connect
 
@@ -233,7 +231,6 @@ async def _publish(s, pool, b, first: date, last: date, doc_no: str | None = Non
         fail(f"无法连接 Temporal / cannot reach Temporal at {s.temporal_address}: {exc}. "
              "Use --no-notify to write the bulletin only.")
     async with make_http_client(s) as http:
-        assert isinstance(http, httpx.AsyncClient)
         return await CallbackActivities(pool, s, client, http).publish(PublishEvent(
             event_id=f"bulletin-{first}-{last}", type=EventType.BULLETIN_PUBLISHED,
             recipients=b.named_units, workflow_id="ducha-cli",
