@@ -18,7 +18,8 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.ledger import insert_event, upsert_snapshot
+from activities.ledger import append_event, upsert_snapshot
+from config.chain_key import ChainKey
 from schemas.inspection import (
     DescribeQuery,
     DescribeResult,
@@ -61,9 +62,16 @@ class IndicatorLoadReport:
 class InspectionActivities:
     """`client` describes workflows; when None the activity's own client is used."""
 
-    def __init__(self, pool: asyncpg.Pool, client: Client | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, client: Client | None = None, chain: ChainKey | None = None) -> None:
         self.pool = pool
         self.client = client
+        self.chain = chain  # the ledger chain key: needed by the activities that record events
+
+    def _chain(self) -> ChainKey:
+        if self.chain is None:
+            raise ApplicationError("InspectionActivities needs the ledger chain key to record events",
+                                   type="Misconfigured", non_retryable=True)
+        return self.chain
 
     # --- the round ------------------------------------------------------------------------
 
@@ -92,7 +100,7 @@ class InspectionActivities:
     async def record_round(self, req: RecordRound) -> bool:
         snap = req.snapshot
         async with self.pool.acquire() as conn, conn.transaction():
-            if req.event is not None and not await insert_event(conn, "round", snap.round_id, req.event):
+            if req.event is not None and not await append_event(conn, self._chain(), "round", snap.round_id, req.event):
                 return False  # recorded by an earlier attempt
             await upsert_snapshot(conn, "inspection_rounds", "round_id", snap)
             if req.units:
@@ -197,7 +205,7 @@ class InspectionActivities:
                     f"督察 {snap.workflow_id} 已有台账记录（另一次运行）；重复督察请用 -2、-3 后缀 / "
                     "this inspection id was already used by another run: use a -{n} suffix",
                     type="DuplicateInspection", non_retryable=True)
-            if not await insert_event(conn, "inspection", snap.workflow_id, req.event):
+            if not await append_event(conn, self._chain(), "inspection", snap.workflow_id, req.event):
                 return False
             await upsert_snapshot(conn, "inspections", "workflow_id", snap)
             if req.method is not None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.ledger import chained_insert
+from config.chain_key import ChainKey
 from rules.permissions import refusal
 from schemas.registry import (
     AgencyEntry,
@@ -46,9 +49,26 @@ def _party(row: asyncpg.Record) -> Party:
     return Party(**{k: row[k] for k in _COLUMNS.split(", ")})
 
 
+async def append_authorization(conn: asyncpg.Connection, chain: ChainKey, req: AuthorizeInput, *, allowed: bool,
+                               reason: str, key: str | None) -> bool:
+    """Log one authorization decision on its own keyed chain (migrations/0013_keyed_chain.sql), in
+    the caller's transaction; the same activity key twice writes nothing (False)."""
+    return await chained_insert(conn, chain, "authorization_log", {
+        "at": datetime.now(UTC), "operator": req.operator, "agency": req.agency, "action": req.action,
+        "workflow_id": req.workflow_id, "allowed": allowed, "reason": reason, "activity_key": key,
+    }, "(activity_key)")
+
+
 class RegistryStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, chain: ChainKey | None = None) -> None:
         self.pool = pool
+        self.chain = chain  # needed by `authorize` only (it appends to the keyed authorization log)
+
+    def _chain(self) -> ChainKey:
+        if self.chain is None:
+            raise ApplicationError("RegistryStore needs the chain key to log authorizations",
+                                   type="Misconfigured", non_retryable=True)
+        return self.chain
 
     async def load(self, registry: RegistryFile) -> LoadReport:
         """Upsert every entry in one transaction; a failure writes nothing."""
@@ -193,11 +213,8 @@ class RegistryStore:
         if activity.in_activity():
             info = activity.info()
             key = f"{info.workflow_run_id}/{info.activity_id}"
-        await self.pool.execute(
-            "INSERT INTO authorization_log (operator, agency, action, workflow_id, allowed, reason, activity_key) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (activity_key) DO NOTHING",
-            req.operator, req.agency, req.action, req.workflow_id, reason is None, reason or "", key,
-        )
+        async with self.pool.acquire() as conn:
+            await append_authorization(conn, self._chain(), req, allowed=reason is None, reason=reason or "", key=key)
         if reason is not None:
             raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
         return True
