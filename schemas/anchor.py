@@ -30,6 +30,7 @@ class Anchor(BaseModel):
 class AnchorStart(BaseModel):
     interval_minutes: int = Field(5, ge=1, le=1440, description="minutes between two anchors")
     keep: int = Field(100, ge=1, le=1000, description="anchors kept in the state (and the query)")
+    anchors_per_run: int = Field(500, ge=1, le=2000, description="continue as new after this many")
     anchors: list[Anchor] = Field(default_factory=list, description="carried over by continue-as-new")
 
 

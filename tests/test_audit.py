@@ -5,7 +5,7 @@ move the head back)."""
 import asyncio
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -180,9 +180,17 @@ async def test_cut_tail_and_moved_back_head_are_caught_by_the_anchor(fresh, tmp_
     anchored_id = anchor.head("ledger_events").last_id
     assert ("truncated", anchored_id) in kinds and ("head_moved_back", keep["id"]) in kinds, kinds
     assert all(f.chain == "ledger_events" for f in report.findings)
-    # the CLI, with the anchor from an archive manifest
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"audit_anchor": anchor.model_dump(mode="json")}), encoding="utf-8")
+    # the CLI, with the anchor recorded in an archive (`ducha archive`) and in a bare manifest.json
+    from workers.cli.annual import build_archive
+
+    manifest = tmp_path / "2026.zip"
+    build_archive(2026, "演示县", {"clues": []}, {}, manifest, anchor.model_dump(mode="json"))
+    code, _, err = await run_cli("archive", "verify", str(manifest), env=cli_env(url))
+    assert code == 0, err
+    bare = tmp_path / "manifest.json"
+    bare.write_text(json.dumps({"audit_anchor": anchor.model_dump(mode="json")}), encoding="utf-8")
+    code, _, err = await run_cli("audit", "verify", "--manifest", str(bare), "--no-temporal", env=cli_env(url))
+    assert code == 1 and "head_moved_back" not in err and "回拨" in err, err
     code, _, err = await run_cli("audit", "verify", "--manifest", str(manifest), env=cli_env(url))
     assert code == 1 and "截断" in err and "tail truncated" in err and "回拨" in err and str(anchored_id) in err, err
     code, _, err = await run_cli("audit", "verify", "--manifest", str(tmp_path / "none.json"), env=cli_env(url))
@@ -283,3 +291,94 @@ async def test_the_application_role_can_only_append(pool, app_pool):
                                "AND tableowner = 'ducha_app'") == 0
     # ... while the snapshot tables stay writable (the ledger's upserts).
     await app_pool.execute("UPDATE clues SET light = light WHERE false")
+
+
+# --- anchors in Temporal ------------------------------------------------------------------------
+
+
+async def test_ledger_anchor_keeps_recent_heads_across_continue_as_new(ts_env, fresh):
+    from temporalio.client import WorkflowHistoryEventFilterType
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer, Worker
+
+    from activities.ledger import LedgerActivities
+    from schemas.anchor import AnchorStart
+    from workflows.ledger_anchor import LedgerAnchor
+
+    _, pool = fresh
+    client, queue = ts_env.client, f"anchor-{os.urandom(4).hex()}"
+    await add(pool, "W1", 0)
+    async with Worker(client, task_queue=queue, workflows=[LedgerAnchor],
+                      activities=[LedgerActivities(pool, KEY).chain_heads]):
+        handle = await client.start_workflow(
+            LedgerAnchor.run, AnchorStart(interval_minutes=5, keep=3, anchors_per_run=2),
+            id=f"ledger-anchor-{os.urandom(4).hex()}", task_queue=queue)
+        await add(pool, "W1", 1)
+        now = await handle.execute_update(LedgerAnchor.anchor_now)  # on demand
+        assert now.head("ledger_events").rows == 2
+        await ts_env.sleep(timedelta(minutes=16))  # timers: more anchors, and a continue-as-new
+        recent = await handle.query(LedgerAnchor.recent, 10)
+        assert len(recent) == 3, "keep=3 bounds the state"
+        assert [a.at for a in recent] == sorted((a.at for a in recent), reverse=True)
+        assert all(a.head("ledger_events").rows == 2 for a in recent)
+        assert (await handle.describe()).run_id != handle.result_run_id, "continued as new"
+        first = client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+        history = await first.fetch_history(event_filter_type=WorkflowHistoryEventFilterType.ALL_EVENT)
+        assert history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+        await handle.terminate("test done")
+    await Replayer(workflows=[LedgerAnchor], data_converter=pydantic_data_converter).replay_workflow(history)
+    # The anchors catch what the owner can do inside PostgreSQL.
+    assert (await verify(pool, recent)).ok
+    first_row = await pool.fetchrow("SELECT id, hash FROM ledger_events ORDER BY id LIMIT 1")
+    await owner(pool, f"DELETE FROM ledger_events WHERE id > {first_row['id']}",
+                f"UPDATE audit_chain_heads SET last_id = {first_row['id']}, hash = '{first_row['hash']}', rows = 1 "
+                "WHERE chain = 'ledger_events'")
+    assert {"truncated", "head_moved_back"} <= {f.kind for f in (await verify(pool, recent)).findings}
+
+
+async def test_schedule_starts_the_anchor_and_verify_reads_it(dev_env, fresh):
+    """`ducha schedules sync` creates schedule ledger-anchor, which starts LedgerAnchor at once;
+    `ducha audit verify` finds it and compares with its anchors; a cut tail then fails."""
+    from temporalio.worker import Worker
+
+    from activities.ledger import LedgerActivities
+    from workers.schedules import ANCHOR_SCHEDULE, anchor_handle, sync
+    from workflows.ledger_anchor import LedgerAnchor
+
+    from .conftest import make_settings
+
+    url, pool = fresh
+    for i in range(3):
+        await add(pool, "S1", i)
+    s = make_settings(url, task_queue=f"anchor-{os.urandom(4).hex()}",
+                      temporal_address=dev_env.client.service_client.config.target_host)
+    client = dev_env.client
+    async with Worker(client, task_queue=s.task_queue, workflows=[LedgerAnchor],
+                      activities=[LedgerActivities(pool, KEY).chain_heads]):
+        try:
+            await client.get_schedule_handle(ANCHOR_SCHEDULE).delete()
+        except Exception:
+            pass
+        assert dict(await sync(client, s))[ANCHOR_SCHEDULE] == "created"
+        handle = None
+        for _ in range(100):
+            try:
+                handle = await anchor_handle(client)
+                if await handle.query(LedgerAnchor.recent, 5):
+                    break
+            except (LookupError, Exception):
+                await asyncio.sleep(0.2)
+        assert handle is not None
+        env = cli_env(url, DUCHA_TEMPORAL_ADDRESS=s.temporal_address, DUCHA_TASK_QUEUE=s.task_queue)
+        code, out, err = await run_cli("audit", "verify", "--require-anchor", env=env)
+        assert code == 0 and "对照锚点 1 个" in out, (out, err)
+        code, out, err = await run_cli("audit", "anchor", env=env)
+        assert code == 0 and "ledger_events: id" in out and "3 条" in out, (out, err)
+        last = await pool.fetchrow("SELECT id, hash FROM ledger_events ORDER BY id LIMIT 1")
+        await owner(pool, f"DELETE FROM ledger_events WHERE id > {last['id']}",
+                    f"UPDATE audit_chain_heads SET last_id = {last['id']}, hash = '{last['hash']}', rows = 1 "
+                    "WHERE chain = 'ledger_events'")
+        code, out, err = await run_cli("audit", "verify", env=env)
+        assert code == 1 and "截断" in err and "回拨" in err, (out, err)
+        await client.get_schedule_handle(ANCHOR_SCHEDULE).delete()
+        await handle.terminate("test done")

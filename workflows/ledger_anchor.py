@@ -24,7 +24,6 @@ from workflows.inputs import require
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(minutes=1))
-ANCHORS_PER_RUN = 500  # continue as new after this many (about 6,000 history events)
 
 
 @workflow.defn(name="LedgerAnchor")
@@ -42,10 +41,10 @@ class LedgerAnchor:
         while True:
             await self._anchor()
             await workflow.sleep(every, summary="下次锚定 / next anchor")
-            if self.taken >= ANCHORS_PER_RUN or workflow.info().is_continue_as_new_suggested():
+            # 500 anchors are about 6,000 history events: a compact state carries on.
+            if self.taken >= start.anchors_per_run or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(AnchorStart(interval_minutes=start.interval_minutes, keep=self.keep,
-                                                     anchors=self.anchors[-self.keep:]))
+                workflow.continue_as_new(start.model_copy(update={"anchors": self.anchors[-self.keep:]}))
 
     async def _anchor(self) -> Anchor:
         anchor = await workflow.execute_activity(
