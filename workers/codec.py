@@ -133,7 +133,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     def with_context(self, context: SerializationContext) -> EncryptionCodec:
         """The copy the SDK uses for one workflow or activity: it refuses what it cannot open
         instead of raising (see the module docstring)."""
-        return RefusingCodec(self.keyring, context)
+        return RefusingCodec(self, context)
 
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self.keyring.active_id
@@ -175,9 +175,9 @@ class RefusingCodec(EncryptionCodec):
     """EncryptionCodec bound to a workflow/activity: a payload that cannot be decrypted becomes a
     `binary/undecryptable` payload (dropped signal, rejected update), logged with the ids."""
 
-    def __init__(self, keyring: KeyRing, context: SerializationContext | None) -> None:
-        super().__init__(keyring)
-        self.context = context
+    def __init__(self, codec: EncryptionCodec, context: SerializationContext | None) -> None:
+        # made for every workflow activation: share the parent's ciphers instead of new ones
+        self.keyring, self._ciphers, self.context = codec.keyring, codec._ciphers, context
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
