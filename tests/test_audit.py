@@ -21,7 +21,7 @@ from schemas.registry import AuthorizeInput
 from workers.db import create_pool
 from workers.migrate import discover, migrate_dsn
 
-from .support import run_cli
+from .support import assert_replays, run_cli
 
 KEY = ChainKey.generate()
 
@@ -297,9 +297,7 @@ async def test_the_application_role_can_only_append(pool, app_pool):
 
 
 async def test_ledger_anchor_keeps_recent_heads_across_continue_as_new(ts_env, fresh):
-    from temporalio.client import WorkflowHistoryEventFilterType
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.worker import Replayer, Worker
+    from temporalio.worker import Worker
 
     from activities.ledger import LedgerActivities
     from schemas.anchor import AnchorStart
@@ -323,10 +321,10 @@ async def test_ledger_anchor_keeps_recent_heads_across_continue_as_new(ts_env, f
         assert all(a.head("ledger_events").rows == 2 for a in recent)
         assert (await handle.describe()).run_id != handle.result_run_id, "continued as new"
         first = client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
-        history = await first.fetch_history(event_filter_type=WorkflowHistoryEventFilterType.ALL_EVENT)
+        history = await first.fetch_history()
         assert history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+        await assert_replays(first, [LedgerAnchor])  # the run with the update, timers and continue-as-new
         await handle.terminate("test done")
-    await Replayer(workflows=[LedgerAnchor], data_converter=pydantic_data_converter).replay_workflow(history)
     # The anchors catch what the owner can do inside PostgreSQL.
     assert (await verify(pool, recent)).ok
     first_row = await pool.fetchrow("SELECT id, hash FROM ledger_events ORDER BY id LIMIT 1")
