@@ -194,9 +194,8 @@ def archive(
 
     async def go():
         async with db_pool(s) as pool:
-            from activities.registry import RegistryStore
-
             from activities.ledger import read_anchor
+            from activities.registry import RegistryStore
 
             county = await RegistryStore(pool).county_name()
             records = await YearRecords(pool).collect(year)
