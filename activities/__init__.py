@@ -19,6 +19,7 @@ def build_activities(
     from activities.assessment import AssessmentActivities
     from activities.calendar import CalendarActivities
     from activities.callbacks import CallbackActivities
+    from activities.cases import CaseActivities
     from activities.inspections import InspectionActivities
     from activities.ledger import LedgerActivities
     from activities.registry import RegistryStore
@@ -29,9 +30,11 @@ def build_activities(
     calendar = CalendarActivities(pool, settings)
     ledger = LedgerActivities(pool, chain)
     callbacks = CallbackActivities(pool, settings, client, http)
+    cases = CaseActivities(pool, callbacks, chain)
     inspections = InspectionActivities(pool, client, chain)
     assessment = AssessmentActivities(pool, settings, callbacks)
     return [
+        cases.step,
         registry.lookup_parties,
         registry.require_parties,
         registry.authorize,

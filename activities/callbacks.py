@@ -258,33 +258,44 @@ class CallbackActivities:
         Safe to run again: a delivery already decided is left alone, one already handed over is
         only handed over again (the workflow id makes that a no-op), and the first attempt is
         made only while a delivery has none on record."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.write_outbox(conn, event)
+        return await self.deliver_recorded(event)
+
+    async def write_outbox(self, conn: asyncpg.Connection, event: PublishEvent) -> None:
+        """The outbox half of publish, inside the caller's transaction: the event row and one
+        delivery row per recipient (skipped at once when the recipient has no enabled endpoint)."""
         recipients = list(dict.fromkeys(event.recipients))
         self._check_size(event, recipients)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self._record_event(conn, event)
-            parties = {
-                r["code"]: r
-                for r in await conn.fetch(
-                    "SELECT code, callback_url, callback_enabled, disabled_reason, active "
-                    "FROM parties WHERE code = ANY($1::text[])", recipients,
-                )
-            }
-            for code in recipients:
-                reason = _skip_reason(parties.get(code))
-                await conn.execute(
-                    "INSERT INTO callback_deliveries (event_id, recipient, status, last_error) "
-                    "VALUES ($1, $2, $3, $4) ON CONFLICT (event_id, recipient) DO NOTHING",
-                    event.event_id, code,
-                    DeliveryStatus.SKIPPED if reason else DeliveryStatus.PENDING, reason,
-                )
-            rows = {
-                r["recipient"]: r
-                for r in await conn.fetch(
-                    "SELECT recipient, status, attempts, delivery_workflow_id "
-                    "FROM callback_deliveries WHERE event_id = $1 AND recipient = ANY($2::text[])",
-                    event.event_id, recipients,
-                )
-            }
+        await self._record_event(conn, event)
+        parties = {
+            r["code"]: r
+            for r in await conn.fetch(
+                "SELECT code, callback_url, callback_enabled, disabled_reason, active "
+                "FROM parties WHERE code = ANY($1::text[])", recipients,
+            )
+        }
+        for code in recipients:
+            reason = _skip_reason(parties.get(code))
+            await conn.execute(
+                "INSERT INTO callback_deliveries (event_id, recipient, status, last_error) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (event_id, recipient) DO NOTHING",
+                event.event_id, code,
+                DeliveryStatus.SKIPPED if reason else DeliveryStatus.PENDING, reason,
+            )
+
+    async def deliver_recorded(self, event: PublishEvent) -> PublishResult:
+        """The delivery half: the first attempt of each delivery of an event already in the
+        outbox that has none on record, the hand-over of the others. Safe to call again."""
+        recipients = list(dict.fromkeys(event.recipients))
+        rows = {
+            r["recipient"]: r
+            for r in await self.pool.fetch(
+                "SELECT recipient, status, attempts, delivery_workflow_id "
+                "FROM callback_deliveries WHERE event_id = $1 AND recipient = ANY($2::text[])",
+                event.event_id, recipients,
+            )
+        }
         queued = [c for c in recipients if rows[c]["status"] != DeliveryStatus.SKIPPED]
         skipped = [c for c in recipients if rows[c]["status"] == DeliveryStatus.SKIPPED]
         # Only deliveries still pending are worked on; finished ones are never sent again here.

@@ -13,10 +13,14 @@ from temporalio.exceptions import ApplicationError
 from config.chain_key import ALG_HMAC, ChainKey
 from schemas.anchor import CHAINS, Anchor, ChainHead
 from schemas.digest import DigestGroup, DigestGroups, DigestItem, DigestQuery
+from schemas.inspection import EvaluationRow, FindingRow, InspectionSnapshot, MethodRow
 from schemas.ledger import (
+    ClueSnapshot,
     LedgerEvent,
+    ProblemText,
     RecordClue,
     RecordRectification,
+    RectificationSnapshot,
 )
 
 
@@ -97,37 +101,104 @@ async def read_anchor(pool: asyncpg.Pool) -> Anchor:
         for c in CHAINS])
 
 
+async def write_clue(conn: asyncpg.Connection, chain: ChainKey, events: list[LedgerEvent], snap: ClueSnapshot,
+                     details: str | None = None) -> bool:
+    """One clue step inside the caller's transaction; False (nothing written) when an earlier
+    attempt recorded it already."""
+    await claim_subject(conn, "clues", "clue_no", snap.clue_no, snap.workflow_id)
+    if not await insert_events(conn, chain, "clue", snap.clue_no, events):
+        return False  # already recorded by an earlier attempt: write nothing twice
+    await upsert_snapshot(conn, "clues", "clue_no", snap)
+    if details is not None:
+        await conn.execute("UPDATE clues SET details = $2 WHERE clue_no = $1", snap.clue_no, details)
+    return True
+
+
+async def write_rectification(conn: asyncpg.Connection, chain: ChainKey, events: list[LedgerEvent],
+                              snap: RectificationSnapshot, text: ProblemText | None = None) -> bool:
+    await claim_subject(conn, "rectifications", "problem_no", snap.problem_no, snap.workflow_id)
+    if not await insert_events(conn, chain, "rectification", snap.problem_no, events):
+        return False
+    await upsert_snapshot(conn, "rectifications", "problem_no", snap)
+    if text is not None:
+        await conn.execute(
+            "UPDATE rectifications SET description = $2, basis = $3, opinion = $4 WHERE problem_no = $1",
+            snap.problem_no, text.description, text.basis, text.opinion,
+        )
+    return True
+
+
+async def write_inspection(conn: asyncpg.Connection, chain: ChainKey, events: list[LedgerEvent],
+                           snap: InspectionSnapshot,
+                           method: MethodRow | None = None, findings: list[FindingRow] = (),
+                           evaluation: EvaluationRow | None = None) -> bool:
+    owner = await conn.fetchval("SELECT run_id FROM inspections WHERE workflow_id = $1", snap.workflow_id)
+    if owner is not None and owner != snap.run_id:
+        raise ApplicationError(
+            f"督察 {snap.workflow_id} 已有台账记录（另一次运行）；重复督察请用 -2、-3 后缀 / "
+            "this inspection id was already used by another run: use a -{n} suffix",
+            type="DuplicateInspection", non_retryable=True)
+    if not await insert_events(conn, chain, "inspection", snap.workflow_id, events):
+        return False
+    await upsert_snapshot(conn, "inspections", "workflow_id", snap)
+    if method is not None:
+        m = method
+        await conn.execute(
+            "INSERT INTO inspection_methods (workflow_id, n, method, summary, done_on, count, agency, "
+            "operator) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (workflow_id, n) DO NOTHING",
+            snap.workflow_id, m.n, m.method, m.summary, m.on, m.count, m.agency, m.operator)
+    for f in findings:
+        await conn.execute(
+            "INSERT INTO inspection_findings (workflow_id, n, problem_no, unit, year, description, "
+            "category, list, basis, severity, suspected_misconduct, misconduct_note, opinion, agency, "
+            "operator, rectification_id, clue_id) "
+            "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) "
+            "ON CONFLICT (workflow_id, n) DO UPDATE SET opinion = EXCLUDED.opinion, "
+            "rectification_id = EXCLUDED.rectification_id, clue_id = EXCLUDED.clue_id, "
+            "updated_at = now()",
+            snap.workflow_id, f.n, f.problem_no, snap.unit, snap.year, f.description, f.category,
+            f.list, f.basis, f.severity, f.suspected_misconduct, f.misconduct_note, f.opinion,
+            f.agency, f.operator, f.rectification_id, f.clue_id)
+    if evaluation is not None:
+        e = evaluation
+        await conn.execute(
+            "INSERT INTO inspection_evaluations (workflow_id, unit, year, kind, score, grade, comments, "
+            "agency, operator) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (workflow_id) DO UPDATE "
+            "SET score = EXCLUDED.score, grade = EXCLUDED.grade, comments = EXCLUDED.comments, "
+            "agency = EXCLUDED.agency, operator = EXCLUDED.operator, evaluated_at = now()",
+            snap.workflow_id, snap.unit, snap.year, snap.kind, e.score, e.grade, e.comments,
+            e.agency, e.operator)
+    return True
+
+
+async def insert_events(conn: asyncpg.Connection, chain: ChainKey, kind: str, subject: str,
+                        events: list[LedgerEvent]) -> bool:
+    """Append a step's events (keyed chain); True if the first one is new (a step is recorded
+    whole or not at all)."""
+    new = False
+    for n, e in enumerate(events):
+        inserted = await append_event(conn, chain, kind, subject, e)
+        new = new or (n == 0 and inserted)
+    return new
+
+
 class LedgerActivities:
+    """The per-process ledger activities that case workflows used before the case kernel's
+    one-transaction step (activities/cases.py); running workflows started before it still call them."""
+
     def __init__(self, pool: asyncpg.Pool, chain: ChainKey) -> None:
         self.pool = pool
         self.chain = chain
 
     @activity.defn(name="ledger.record_clue")
     async def record_clue(self, req: RecordClue) -> bool:
-        snap = req.snapshot
         async with self.pool.acquire() as conn, conn.transaction():
-            await claim_subject(conn, "clues", "clue_no", snap.clue_no, snap.workflow_id)
-            if not await append_event(conn, self.chain, "clue", snap.clue_no, req.event):
-                return False  # already recorded by an earlier attempt: write nothing twice
-            await upsert_snapshot(conn, "clues", "clue_no", snap)
-            if req.details is not None:
-                await conn.execute("UPDATE clues SET details = $2 WHERE clue_no = $1", snap.clue_no, req.details)
-        return True
+            return await write_clue(conn, self.chain, [req.event], req.snapshot, req.details)
 
     @activity.defn(name="ledger.record_rectification")
     async def record_rectification(self, req: RecordRectification) -> bool:
-        snap = req.snapshot
         async with self.pool.acquire() as conn, conn.transaction():
-            await claim_subject(conn, "rectifications", "problem_no", snap.problem_no, snap.workflow_id)
-            if not await append_event(conn, self.chain, "rectification", snap.problem_no, req.event):
-                return False
-            await upsert_snapshot(conn, "rectifications", "problem_no", snap)
-            if req.text is not None:
-                await conn.execute(
-                    "UPDATE rectifications SET description = $2, basis = $3, opinion = $4 WHERE problem_no = $1",
-                    snap.problem_no, req.text.description, req.text.basis, req.text.opinion,
-                )
-        return True
+            return await write_rectification(conn, self.chain, [req.event], req.snapshot, req.text)
 
     @activity.defn(name="ledger.chain_heads")
     async def chain_heads(self) -> Anchor:

@@ -202,19 +202,30 @@ class RegistryStore:
     async def authorize(self, req: AuthorizeInput) -> bool:
         """May this operator act for this agency? Every decision is logged; a refusal is a
         business error (never retried) naming the reason."""
-        row = await self.pool.fetchrow("SELECT party, roles, active FROM operators WHERE id = $1", req.operator)
-        reason = refusal(
-            operator=req.operator, agency=req.agency, action=req.action,
-            party=row["party"] if row else None, roles=list(row["roles"]) if row else None,
-            active=bool(row and row["active"]),
-        )
-        # One row per decision: a retried activity (same run, same activity id) writes nothing twice.
-        key = None
-        if activity.in_activity():
-            info = activity.info()
-            key = f"{info.workflow_run_id}/{info.activity_id}"
         async with self.pool.acquire() as conn:
-            await append_authorization(conn, self._chain(), req, allowed=reason is None, reason=reason or "", key=key)
+            reason = await authorization_refusal(conn, req)
+            await log_authorization(conn, self._chain(), req, reason)
         if reason is not None:
             raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
         return True
+
+
+async def authorization_refusal(conn: asyncpg.Connection, req: AuthorizeInput) -> str | None:
+    """None when the registry allows the action, else the reason (rules/permissions.py)."""
+    row = await conn.fetchrow("SELECT party, roles, active FROM operators WHERE id = $1", req.operator)
+    return refusal(
+        operator=req.operator, agency=req.agency, action=req.action,
+        party=row["party"] if row else None, roles=list(row["roles"]) if row else None,
+        active=bool(row and row["active"]),
+    )
+
+
+async def log_authorization(conn: asyncpg.Connection, chain: ChainKey, req: AuthorizeInput,
+                            reason: str | None) -> None:
+    """One row per decision, on the keyed authorization chain, in the caller's transaction (or one
+    of its own): a retried activity (same run, same activity id) writes nothing twice."""
+    key = None
+    if activity.in_activity():
+        info = activity.info()
+        key = f"{info.workflow_run_id}/{info.activity_id}"
+    await append_authorization(conn, chain, req, allowed=reason is None, reason=reason or "", key=key)

@@ -29,6 +29,7 @@ from temporalio.client import Client, WorkflowHistory
 from bench.stack import CpuMeter, Stack, WorkerProcess, say, stack
 
 KINDS = ("baseline", "real")
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 CHINA = timezone(timedelta(hours=8))
 UPDATES = [
@@ -86,17 +87,22 @@ class Driver:
 
 
 def phase_counts(history: WorkflowHistory) -> dict:
-    """Activities and timers of each phase (phase k starts at the k-th accepted update)."""
-    acts, timers = [0], [0]
+    """Activities (regular and local) and timers of each phase (phase k starts at the k-th
+    accepted update)."""
+    acts, local, timers = [0], [0], [0]
     for e in history.events:
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             acts.append(0)
+            local.append(0)
             timers.append(0)
         elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             acts[-1] += 1
+        elif (e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+              and e.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER):
+            local[-1] += 1
         elif e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
             timers[-1] += 1
-    return {"activities": acts, "timers": timers}
+    return {"activities": acts, "local_activities": local, "timers": timers}
 
 
 def history_breakdown(histories: list[WorkflowHistory]) -> dict:
@@ -180,7 +186,8 @@ async def run(n: int = 60, in_flight: int = 20, warmup: int = 5) -> dict:
                 raise RuntimeError(f"expected {len(UPDATES)} accepted updates in the history, got {plan}")
             driver.plan = plan
             say(f"overhead: a ClueTransfer lifecycle does {sum(plan['activities'])} activities "
-                f"{plan['activities']}, {len(UPDATES)} updates, {sum(plan['timers'])} timers "
+                f"{plan['activities']}, {sum(plan['local_activities'])} local activities "
+                f"{plan['local_activities']}, {len(UPDATES)} updates, {sum(plan['timers'])} timers "
                 f"{plan['timers']}; the baseline mirrors them")
             for kind in KINDS:
                 await driver.run(kind, warmup, in_flight)

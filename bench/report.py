@@ -198,7 +198,9 @@ def _overhead(o: dict | None, sb: dict | None) -> list[str]:
         "(baseline, ClueTransfer, ClueTransfer, baseline) on the same server and the same worker process",
         "(the production `build_worker`, with the baseline's worker beside it) in the same run.",
         f"The baseline mirrors one real lifecycle's history, counted when the bench starts: "
-        f"{sum(plan['activities'])} activities {plan['activities']}, {len(plan['updates'])} updates, "
+        f"{sum(plan['activities'])} activities {plan['activities']}, "
+        f"{sum(plan.get('local_activities', []))} local activities {plan.get('local_activities', [])}, "
+        f"{len(plan['updates'])} updates, "
         f"{sum(plan['timers'])} timers {plan['timers']} (phase 0 before the first update, phase k after "
         "the k-th), each doing nothing. A ClueTransfer segment ends when every callback it published has",
         f"been delivered ({o['real']['deliveries_per_lifecycle']:.0f} deliveries per lifecycle; "

@@ -103,6 +103,7 @@ class ClueStart(Model):
     details: str = Field("", max_length=5000, description="never leaves the ledger and this input")
     reported_by: str = Field(min_length=1, max_length=50)
     timings: ClueTimings = Field(default_factory=ClueTimings)
+    resume: dict | None = Field(None, description="set by the workflow itself when it continues as new")
     auto_transfer: bool = Field(False, description="system-opened clues start already transferred")
     escalated_from: str | None = Field(None, max_length=200, description="workflow that missed a duty")
 
@@ -156,6 +157,7 @@ class ClueStatus(BaseModel):
     light: str
     deadlines: list[DeadlineView]
     history: list[HistoryEntry]
+    history_total: int = Field(0, description="all entries; `history` holds the latest 100, the ledger all")
     links: list[Link]
     notes: int
     outcome: Outcome | None = None

@@ -8,6 +8,8 @@ import structlog
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from workflows.case import Case
+
 log = structlog.get_logger(__name__)
 
 OPEN_PROVISIONAL = """
@@ -15,6 +17,8 @@ OPEN_PROVISIONAL = """
      WHERE provisional AND stage IN ('registered', 'transferred', 'handling')
     UNION ALL
     SELECT workflow_id FROM rectifications WHERE provisional AND stage = 'rectifying'
+    UNION ALL
+    SELECT workflow_id FROM inspections WHERE provisional AND stage <> 'completed'
 """
 
 
@@ -23,7 +27,7 @@ async def recompute_provisional(pool: asyncpg.Pool, client: Client) -> tuple[int
     signalled = gone = 0
     for row in await pool.fetch(OPEN_PROVISIONAL):
         try:
-            await client.get_workflow_handle(row["workflow_id"]).signal("recompute_deadlines")
+            await client.get_workflow_handle(row["workflow_id"]).signal(Case.recompute_deadlines)
             signalled += 1
         except RPCError as exc:  # finished or deleted meanwhile: nothing to recompute
             log.info("workflow not signalled", workflow_id=row["workflow_id"], reason=str(exc))
