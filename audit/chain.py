@@ -51,6 +51,7 @@ class Finding(BaseModel):
 class ChainSummary(BaseModel):
     rows: int = 0
     keyed_rows: int = 0
+    keyed_mismatches: int = 0  # all of them (findings stop at MAX_FINDINGS_PER_CHAIN)
     last_id: int | None = None
     hash: str | None = None
 
@@ -63,6 +64,13 @@ class ChainReport(BaseModel):
     chains: dict[str, ChainSummary] = Field(default_factory=dict)
     findings: list[Finding] = Field(default_factory=list)
     anchors_checked: int = 0
+
+    @property
+    def wrong_key(self) -> bool:
+        """Every keyed row fails (more than one): the key is not the one that wrote them."""
+        keyed = [c for c in self.chains.values() if c.keyed_rows]
+        return bool(keyed) and sum(c.keyed_rows for c in keyed) > 1 and all(
+            c.keyed_mismatches == c.keyed_rows for c in keyed)
 
 
 class AuditChain:
@@ -124,6 +132,7 @@ class AuditChain:
                         note("unkeyed", r["id"], f"{r['chain_alg']}, switch-over after id {keyed_after}")
                 if r["hash"] != expected:
                     note("rewritten", r["id"], r["chain_alg"])
+                    s.keyed_mismatches += r["chain_alg"] == ALG_HMAC
                 if i < len(anchored) and anchored[i] == r["id"]:
                     seen_hash[r["id"]] = r["hash"]
                 prev, last_id, s.rows = r["hash"], r["id"], s.rows + 1

@@ -119,6 +119,9 @@ async def test_verify_names_a_rewritten_row(fresh):
     assert [(f.kind, f.row_id) for f in report.findings] == [("rewritten", target)]
     code, _, err = await run_cli("audit", "verify", env=cli_env(url))
     assert code == 1 and str(target) in err and "改写" in err and "rewritten" in err, err
+    code, _, err = await run_cli("audit", "verify", env=cli_env(url, DUCHA_LEDGER_CHAIN_KEY=ChainKey.generate().to_base64()))
+    assert code == 1 and "is DUCHA_LEDGER_CHAIN_KEY the key" in err, err
+    assert not (await verify(pool)).wrong_key, "one rewritten row is not a wrong key"
     # The owner cannot recompute the HMAC without the key: only restoring the content helps.
     await owner(pool, f"UPDATE ledger_events SET actor='杨帆' WHERE id={target}")
     assert (await verify(pool)).ok

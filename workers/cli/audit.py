@@ -88,6 +88,9 @@ def verify(
     if not report.ok:
         for f in report.findings:
             typer.echo(f"BROKEN {f.message}", err=True)
+        if report.wrong_key:
+            typer.echo("提示 / hint: 每条密钥记录都不符：DUCHA_LEDGER_CHAIN_KEY 是否为写入时的密钥？ / every keyed "
+                       "row fails: is DUCHA_LEDGER_CHAIN_KEY the key that wrote them?", err=True)
         typer.echo(f"校验失败 / FAILED: {len(report.findings)} 个问题 / problem(s); "
                    f"first at {report.first_bad_id}: {report.reason}", err=True)
         raise typer.Exit(1)
