@@ -145,10 +145,14 @@ async def test_a_deleted_row_breaks_the_link(fresh):
     _, pool = fresh
     for i in range(3):
         await add(pool, "D1", i)
+    anchor = await read_anchor(pool)
     ids = [r["id"] for r in await pool.fetch("SELECT id FROM ledger_events ORDER BY id")]
     await owner(pool, f"DELETE FROM ledger_events WHERE id={ids[1]}")
     report = await verify(pool)
     assert [(f.kind, f.row_id) for f in report.findings][:1] == [("link_broken", ids[2])]
+    # Against the anchor: also the count up to the anchored row is short.
+    kinds = {(f.kind, f.row_id) for f in (await verify(pool, [anchor])).findings}
+    assert {("link_broken", ids[2]), ("anchor_count", ids[2])} <= kinds, kinds
 
 
 async def test_a_cut_tail_is_named_by_the_head(fresh):
