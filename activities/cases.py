@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.callbacks import CallbackActivities
 from activities.ledger import write_clue, write_inspection, write_rectification
-from activities.registry import authorization_refusal, log_authorization
+from activities.registry import authorization_refusal, log_authorization, operator_grants
 from config.chain_key import ChainKey
 from schemas.case import CaseKind, StepRecord, StepResult
 
@@ -52,10 +52,12 @@ class CaseActivities:
                 # The refusal is on record (its own row); the step wrote nothing.
                 await log_authorization(conn, self.chain, req.authorization, reason)
                 raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
+        grants = await operator_grants(self.pool, req.parties) if req.parties else None
         if req.notify is None:
-            return StepResult(recorded=recorded)
+            return StepResult(recorded=recorded, operators=grants)
         published = await self.callbacks.deliver_recorded(req.notify)
-        return StepResult(recorded=recorded, queued=published.queued, skipped=published.skipped)
+        return StepResult(recorded=recorded, queued=published.queued, skipped=published.skipped,
+                          operators=grants)
 
     async def _write(self, conn: asyncpg.Connection, req: StepRecord) -> bool:
         if req.kind is CaseKind.CLUE and req.clue is not None:

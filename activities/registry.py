@@ -19,6 +19,7 @@ from schemas.registry import (
     AuthorizeInput,
     LookupPartiesInput,
     LookupPartiesOutput,
+    OperatorGrant,
     Party,
     RegistryFile,
     UnitEntry,
@@ -184,7 +185,8 @@ class RegistryStore:
             f"SELECT {_COLUMNS} FROM parties WHERE code = ANY($1::text[])", req.codes
         )
         found = {r["code"]: _party(r) for r in rows}
-        return LookupPartiesOutput(found=found, missing=[c for c in req.codes if c not in found])
+        return LookupPartiesOutput(found=found, missing=[c for c in req.codes if c not in found],
+                                   operators=await operator_grants(self.pool, req.codes))
 
     @activity.defn(name="registry.require_parties")
     async def require_parties(self, req: LookupPartiesInput) -> LookupPartiesOutput:
@@ -208,6 +210,12 @@ class RegistryStore:
         if reason is not None:
             raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
         return True
+
+
+async def operator_grants(db: asyncpg.Pool | asyncpg.Connection, parties: list[str]) -> dict[str, OperatorGrant]:
+    """Every operator of these parties (active or not), as case workflows hold them."""
+    rows = await db.fetch("SELECT id, party, roles, active FROM operators WHERE party = ANY($1::text[])", parties)
+    return {r["id"]: OperatorGrant(party=r["party"], roles=list(r["roles"]), active=r["active"]) for r in rows}
 
 
 async def authorization_refusal(conn: asyncpg.Connection, req: AuthorizeInput) -> str | None:

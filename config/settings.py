@@ -83,6 +83,19 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the codec server; empty means the embedded Web UI
     # (http://127.0.0.1:{ui_port} and http://localhost:{ui_port}).
     codec_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Login on the codec server (docs/deployment.md "Login on the codec server"): with an issuer
+    # set, every encode/decode needs the Web UI's OIDC access token (Authorization: Bearer),
+    # verified against the issuer's JWKS (discovered, or DUCHA_CODEC_OIDC_JWKS_URL) for
+    # signature, expiry, issuer and audience. Empty issuer: no login (the embedded stack).
+    codec_oidc_issuer: str = ""
+    codec_oidc_audience: str = Field("", validate_default=True)
+    codec_oidc_jwks_url: str = ""
+    # Connections served at once (uvicorn limit_concurrency); more get 503.
+    codec_max_connections: int = Field(64, ge=1, le=10_000)
+    # 督办看板: where operators' browsers reach the Web UI (links to workflows); empty means
+    # http://127.0.0.1:{ui_port}. How often the page refreshes its numbers.
+    board_ui_url: str = ""
+    board_refresh_seconds: int = Field(5, ge=1, le=3600)
 
     # Keyed audit chain (config/chain_key.py, docs/reliability.md "The audit trail"): base64 of
     # 32+ random bytes the database never sees. Unset: the key file (DUCHA_LEDGER_CHAIN_KEY_FILE,
@@ -188,6 +201,21 @@ class Settings(BaseSettings):
                     or parts.path not in ("", "/") or parts.query or parts.fragment):
                 raise ValueError(f"{origin!r} is not an origin like https://host[:port]")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("codec_oidc_issuer", "codec_oidc_jwks_url", "board_ui_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("codec_oidc_audience")
+    @classmethod
+    def _audience_with_issuer(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("codec_oidc_issuer") and not value:
+            raise ValueError("is required when DUCHA_CODEC_OIDC_ISSUER is set (the access token's aud)")
+        return value
 
     @property
     def zone(self) -> ZoneInfo:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from schemas.events import PublishEvent
 from schemas.inspection import EvaluationRow, FindingRow, InspectionSnapshot, MethodRow
 from schemas.ledger import ClueSnapshot, LedgerEvent, ProblemText, RectificationSnapshot
-from schemas.registry import AuthorizeInput
+from schemas.registry import AuthorizeInput, OperatorGrant
 
 
 class CaseKind(StrEnum):
@@ -38,9 +38,12 @@ class StepRecord(BaseModel):
     method: MethodRow | None = None
     findings: list[FindingRow] = Field(default_factory=list)
     evaluation: EvaluationRow | None = None
+    # the case's parties: their operators come back with the result (the workflow's registry copy)
+    parties: list[str] = Field(default_factory=list)
 
 
 class StepResult(BaseModel):
     recorded: bool = Field(description="false when an earlier attempt had recorded it already")
     queued: list[str] = Field(default_factory=list, description="recipients whose delivery started")
     skipped: list[str] = Field(default_factory=list, description="recipients with no enabled endpoint")
+    operators: dict[str, OperatorGrant] | None = Field(None, description="of the record's parties, now")

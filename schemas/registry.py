@@ -127,6 +127,16 @@ class LookupPartiesInput(BaseModel):
     codes: list[str]
 
 
+class OperatorGrant(BaseModel):
+    """What a case workflow holds of one operator, to refuse an unauthorized update before it is
+    accepted (the step's transaction checks PostgreSQL again)."""
+
+    party: str
+    roles: list[str] = Field(default_factory=list)
+    active: bool = True
+
+
 class LookupPartiesOutput(BaseModel):
     found: dict[str, Party]
     missing: list[str]
+    operators: dict[str, OperatorGrant] = Field(default_factory=dict, description="of the parties found, by id")

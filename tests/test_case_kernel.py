@@ -54,21 +54,43 @@ async def ledger(pool, problem_no: str) -> list:
                             "WHERE subject_kind = 'rectification' AND subject_id = $1 ORDER BY seq", problem_no)
 
 
-async def test_a_refused_operator_leaves_only_the_refusal(env, pool, receiver):
-    """The authorization decision is part of the step's transaction: an operator the registry
-    does not know is refused, the case is as it was, and only the refusal is on record."""
+async def test_an_unregistered_operator_is_refused_before_the_update_is_accepted(env, pool, receiver):
+    """The case holds a copy of its parties' operators: an operator the registry does not know
+    is refused by the update's validator, so the refusal adds nothing to the history."""
     inp, h = await start_rectification(env)
     before = await h.query(Rectification.status)
+    events_before = len((await h.fetch_history()).events)
     with pytest.raises(WorkflowUpdateFailedError) as info:
         await h.execute_update(Rectification.submit_report,
                                {"operator": "冒名者", "agency": UNIT, "measures": "已整改"})
     assert "未在登记册中登记" in str(info.value.cause)
+    # (The time-skipping test server records the validator's workflow task; the real server drops
+    # it: tests/test_refused_updates.py counts zero events there.)
+    added = [EventType.Name(e.event_type) for e in (await h.fetch_history()).events[events_before:]]
+    assert not [e for e in added if "UPDATE" in e], added
+    assert (await h.query(Rectification.status)).history == before.history
+    await assert_replays(h, ALL_WORKFLOWS)
+
+
+async def test_a_refusal_in_the_step_leaves_only_the_refusal(env, pool, receiver):
+    """The registry changed after the case read it (the operator was deactivated): the step's
+    transaction refuses, the case is as it was, and only the refusal is on record."""
+    await pool.execute("INSERT INTO operators (id, party, name, roles, active) VALUES "
+                       "('临时经办人', $1, '临时经办人', '{clerk}', true) ON CONFLICT (id) DO UPDATE SET active = true",
+                       UNIT)
+    inp, h = await start_rectification(env)
+    await pool.execute("UPDATE operators SET active = false WHERE id = '临时经办人'")
+    before = await h.query(Rectification.status)
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await h.execute_update(Rectification.submit_report,
+                               {"operator": "临时经办人", "agency": UNIT, "measures": "已整改"})
+    assert "已停用" in str(info.value.cause)
     after = await h.query(Rectification.status)
     assert (after.stage, after.history, after.deadlines) == (before.stage, before.history, before.deadlines)
     assert "reported" not in [r["event"] for r in await ledger(pool, inp.problem_no)]
     refusals = await pool.fetch("SELECT operator, allowed FROM authorization_log WHERE workflow_id = $1",
                                 h.id)
-    assert [(r["operator"], r["allowed"]) for r in refusals] == [("冒名者", False)]
+    assert [(r["operator"], r["allowed"]) for r in refusals] == [("临时经办人", False)]
     assert not [r for r in receiver.events("rectification.reported") if r.body["data"]["problem_no"] == inp.problem_no]
 
     st = await h.execute_update(Rectification.submit_report, {**ME, "measures": "已补正听证告知书"})

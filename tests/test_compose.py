@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-APP_SERVICES = ("migrate", "calendar", "schedules", "worker")
+APP_SERVICES = ("migrate", "calendar", "schedules", "worker", "board")
 ONE_SHOTS = {
     "ducha-db-init",
     "temporal-admin-tools",
@@ -60,6 +60,10 @@ EXPECTED_DEPENDENCIES = {
     "worker": {
         "migrate": "service_completed_successfully",
         "temporal-namespace": "service_completed_successfully",
+        "temporal": "service_healthy",
+    },
+    "board": {
+        "migrate": "service_completed_successfully",
         "temporal": "service_healthy",
     },
 }
@@ -338,6 +342,37 @@ def mount_problems(compose: dict) -> list[str]:
     return problems
 
 
+def board_problems(compose: dict) -> list[str]:
+    """督办看板: `ducha board` from the app image, listening on all container interfaces on the
+    port its healthcheck probes, published on loopback unless configured, restarted."""
+    board = compose["services"].get("board")
+    if board is None:
+        return ["no board service"]
+    problems = []
+    args = command_args(board.get("command"))
+    if not args or args[0] != "board":
+        problems.append(f"board runs {args}, not `ducha board`")
+    host = args[args.index("--host") + 1] if "--host" in args else Settings().board_host
+    port = args[args.index("--port") + 1] if "--port" in args else str(Settings().board_port)
+    if host != "0.0.0.0":
+        problems.append(f"board listens on {host!r} inside its container: unreachable through a port")
+    probe = " ".join(command_args(board.get("healthcheck", {}).get("test")))
+    if f"127.0.0.1:{port}/healthz" not in probe:
+        problems.append(f"board healthcheck does not probe /healthz on port {port}")
+    published = [with_defaults(p) for p in board.get("ports", [])]
+    if not published or not all(p.endswith(f":{port}") for p in published):
+        problems.append(f"board does not publish its port {port}: {published}")
+    if any(not p.startswith("127.0.0.1:") for p in published):
+        problems.append(f"board is published beyond loopback by default: {published}")
+    if board.get("restart") not in ("always", "unless-stopped", "on-failure"):
+        problems.append("board has no restart policy")
+    ui_url = environment(board).get("DUCHA_BOARD_UI_URL", "")
+    ui_ports = [with_defaults(p).rsplit(":", 2) for p in compose["services"].get("temporal-ui", {}).get("ports", [])]
+    if not ui_url or not any(with_defaults(ui_url).endswith(f":{p[1]}") for p in ui_ports if len(p) == 3):
+        problems.append(f"board links to {ui_url!r}, not the Web UI's published port")
+    return problems
+
+
 RULES = {
     "dependencies": dependency_problems,
     "graph": graph_problems,
@@ -348,6 +383,7 @@ RULES = {
     "search_attributes": search_attribute_problems,
     "ui": ui_problems,
     "mounts": mount_problems,
+    "board": board_problems,
 }
 
 
@@ -633,6 +669,14 @@ BROKEN = [
         _break("services/temporal/volumes", ["./deploy/missing:/etc/x:ro"]),
         "mounts ./deploy/missing",
     ),
+    ("board", _break("services/board", delete=True), "no board service"),
+    ("board", _break("services/board/command", ["worker"]), "not `ducha board`"),
+    ("board", _break("services/board/command", ["board"]), "unreachable through a port"),
+    ("board", _break("services/board/ports", ["8791:8791"]), "beyond loopback"),
+    ("board", _break("services/board/healthcheck", {"test": ["CMD", "true"]}), "does not probe /healthz"),
+    ("board", _break("services/board/environment/DUCHA_BOARD_UI_URL", "http://127.0.0.1:8233"),
+     "not the Web UI's published port"),
+    ("graph", _break("services/board/depends_on/temporal", delete=True), "board depends on"),
 ]
 
 

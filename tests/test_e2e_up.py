@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -29,6 +30,7 @@ def _env(data_dir: Path, ports: dict[str, int]) -> dict[str, str]:
         DUCHA_PG_PORT=str(ports["pg"]),
         DUCHA_RECEIVER_PORT=str(ports["receiver"]),
         DUCHA_CODEC_PORT=str(ports["codec"]),
+        DUCHA_BOARD_PORT=str(ports["board"]),
     )
     return env
 
@@ -54,7 +56,7 @@ def _leftovers(data_dir: Path) -> list[str]:
 
 def test_up_serves_ui_registers_attributes_and_stops_cleanly(tmp_path):
     data_dir = tmp_path / "data"
-    ports = {k: free_port() for k in ("grpc", "ui", "pg", "receiver", "codec")}
+    ports = {k: free_port() for k in ("grpc", "ui", "pg", "receiver", "codec", "board")}
     env = _env(data_dir, ports)
     log = tmp_path / "up.log"
     proc = _start(env, log)
@@ -78,6 +80,15 @@ def test_up_serves_ui_registers_attributes_and_stops_cleanly(tmp_path):
                                  capture_output=True, text=True, timeout=60, check=True).stdout
         registry = json.loads(listing)
         assert len(registry["agencies"]) == 8 and len(registry["units"]) >= 20
+        # 督办看板 is served, reads the migrated ledger and links to this stack's Web UI
+        board = f"http://127.0.0.1:{ports['board']}"
+        assert f"{board}/" in log.read_text(errors="replace")
+        with httpx.Client(trust_env=False, timeout=30) as http:
+            assert http.get(f"{board}/healthz").status_code == 200
+            page = http.get(f"{board}/").text
+            data = http.get(f"{board}/api/board").json()["data"]
+        assert "督办看板" in page and "各执法单位" in page
+        assert data["coverage"]["units"] == len(registry["units"])
     finally:
         _stop(proc)
     assert proc.returncode == 0, log.read_text(errors="replace")

@@ -79,6 +79,13 @@ def run_stack(s: Settings) -> int:
         children.callback(stop_process, receiver)
         wait_for_port("127.0.0.1", s.receiver_port, 30, receiver)
 
+        board = subprocess.Popen(  # 督办看板, read-only: ledger + Temporal visibility
+            _ducha("board"), env={**os.environ, "DUCHA_DATABASE_URL": s.postgres_url},
+            start_new_session=True,
+        )
+        children.callback(stop_process, board)
+        wait_for_port(s.board_host, s.board_port, 30, board)
+
         try:
             asyncio.run(_serve(s))
         except KeyboardInterrupt:
@@ -111,6 +118,7 @@ async def _serve(s: Settings) -> None:
         f"  Demo receiver     http://{host}:{s.receiver_port}/hooks/<code>\n"
         f"  Codec server      http://{host}:{s.codec_port}  (payloads are encrypted; the Web UI "
         "decrypts through it)\n"
+        f"  督办看板          http://{s.board_host}:{s.board_port}/\n"
         "  Stop with Ctrl-C; data stays under " + str(s.data_dir) + "\n",
         flush=True,
     )

@@ -36,14 +36,14 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field
 
     from rules.deadline_steps import DeadlineState, light
-    from rules.permissions import Action
+    from rules.permissions import Action, refusal
     from schemas.calendar import DeadlineRequest
     from schemas.case import CaseKind, StepRecord
     from schemas.codes import AGENCY_NAMES, AgencyCode
     from schemas.common import LAW_OFFICE, HistoryEntry, Link, Note
     from schemas.events import EventType
     from schemas.ledger import LedgerEvent
-    from schemas.registry import AuthorizeInput
+    from schemas.registry import AuthorizeInput, OperatorGrant
 
 from workflows import calls
 from workflows.duty import CHINA
@@ -80,6 +80,10 @@ class CaseState(BaseModel):
     provisional_years: list[int] = Field(default_factory=list, description="not yet announced")
     warned_years: list[int] = Field(default_factory=list, description="provisional warning sent")
     unrecorded: list[HistoryEntry] = Field(default_factory=list, description="notes carried to the next run")
+    # the case's parties and a copy of their operators, refreshed by every step and by signal
+    # `registry_changed`: an unauthorized update is refused before it is accepted
+    parties: list[str] = Field(default_factory=list)
+    operators: dict[str, OperatorGrant] = Field(default_factory=dict)
     # runs started before the kernel (LEGACY_PROVISIONAL)
     legacy_pending: bool = False
     legacy_warned: bool = False
@@ -190,6 +194,13 @@ class Case:
         ])
         return False
 
+    async def load_parties(self, codes: list[str]) -> None:
+        """The case's parties must be in the registry; their operators are kept (v2)."""
+        out = await calls.require_parties(sorted(set(codes)), local=self.v2)
+        if self.v2:
+            self.s.parties = sorted(set(codes))
+            self.s.operators = out.operators
+
     def opened(self) -> None:
         """The opening step is recorded: operator actions may proceed."""
         self.ready = True
@@ -232,9 +243,11 @@ class Case:
 
     # --- operator actions ----------------------------------------------------------------
 
-    def require(self, action: Any, parties: tuple[str, ...] | list[str], stages: set, what: str,
-                what_en: str) -> None:
-        """The validator's checks: the right party acts, in a stage that allows it."""
+    def require(self, action: Any, name: Action, parties: tuple[str, ...] | list[str], stages: set,
+                what: str, what_en: str) -> None:
+        """The validator's checks, before the update is accepted (a refusal adds nothing to the
+        history): the right party acts, in a stage that allows it, by a registered operator of
+        that party with the role the action needs (from the case's copy of the registry)."""
         noun, noun_en = self.NOUN
         if action.agency not in parties:
             names = "、".join(agency_name(p) for p in parties)
@@ -243,6 +256,13 @@ class Case:
         if self.s.stage not in stages:
             refuse(f"{noun}当前为「{self.STAGE_NAMES[self.s.stage]}」，不能{what}",
                    f"cannot {what_en} a {noun_en} in stage {self.s.stage}")
+        if self.v2 and self.s.operators:
+            grant = self.s.operators.get(action.operator)
+            reason = refusal(operator=action.operator, agency=action.agency, action=name.value,
+                             party=grant.party if grant else None, roles=grant.roles if grant else None,
+                             active=bool(grant and grant.active))
+            if reason is not None:
+                raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
 
     @contextlib.asynccontextmanager
     async def acting(self, action: Any, name: Action, check: Callable[[Any], None]) -> AsyncIterator[None]:
@@ -347,10 +367,12 @@ class Case:
             publish = calls.event_for(seq, notify.type, notify.recipients, notify.summary,
                                       {**self.notice_data(), **(data or {})})
         if self.v2:
-            await calls.step(StepRecord(kind=self.KIND, events=[ledger_event], notify=publish,
-                                        authorization=self._authorization, **self.snapshot_record(),
-                                        **records))
+            result = await calls.step(StepRecord(kind=self.KIND, events=[ledger_event], notify=publish,
+                                                 authorization=self._authorization, parties=self.s.parties,
+                                                 **self.snapshot_record(), **records))
             self._authorization = None  # recorded with this step
+            if result.operators is not None:
+                self.s.operators = result.operators
         else:
             await self.record_legacy(ledger_event, records)
             if publish is not None:
@@ -390,6 +412,16 @@ class Case:
         await workflow.wait_condition(lambda: self.ready)
         async with self.lock:
             await self.recompute_open_deadlines()
+
+    @workflow.signal
+    async def registry_changed(self) -> None:
+        """Sent by `ducha registry load`: the case reads its parties' operators again."""
+        if not self.v2:
+            return
+        await workflow.wait_condition(lambda: self.ready)
+        async with self.lock:
+            out = await calls.require_parties(self.s.parties, local=True)
+            self.s.operators = out.operators
 
     # --- notes ---------------------------------------------------------------------------
 

@@ -102,8 +102,7 @@ class ClueTransfer(Case):
         """登记: the clue is on record; the source must transfer it by the transfer deadline."""
         self.s.times["registered_at"] = workflow.now()
         async with self.lock:
-            await calls.require_parties(sorted({start.source.value, start.target.value, start.subject_unit}),
-                                        local=self.v2)
+            await self.load_parties([start.source.value, start.target.value, start.subject_unit, LAW_OFFICE])
             if not start.auto_transfer:
                 await self.plan("transfer", self._transfer_rule())
             await self.step("registered", start.reported_by, start.source.value, details=start.details,
@@ -193,7 +192,7 @@ class ClueTransfer(Case):
 
     @transfer.validator
     def _check_transfer(self, action: Transfer) -> None:
-        self.require(action, [self.start.source.value], {Stage.REGISTERED}, "移送", "transfer")
+        self.require(action, Action.CLUE_TRANSFER, [self.start.source.value], {Stage.REGISTERED}, "移送", "transfer")
 
     @workflow.update
     async def acknowledge(self, action: Acknowledge) -> ClueStatus:
@@ -213,7 +212,7 @@ class ClueTransfer(Case):
 
     @acknowledge.validator
     def _check_acknowledge(self, action: Acknowledge) -> None:
-        self.require(action, [self.start.target.value], {Stage.TRANSFERRED}, "签收", "acknowledge")
+        self.require(action, Action.CLUE_ACKNOWLEDGE, [self.start.target.value], {Stage.TRANSFERRED}, "签收", "acknowledge")
 
     @workflow.update
     async def report_result(self, action: ReportResult) -> ClueStatus:
@@ -251,7 +250,7 @@ class ClueTransfer(Case):
 
     @report_result.validator
     def _check_report_result(self, action: ReportResult) -> None:
-        self.require(action, [self.start.target.value], {Stage.HANDLING}, "报告结果", "report a result on")
+        self.require(action, Action.CLUE_REPORT_RESULT, [self.start.target.value], {Stage.HANDLING}, "报告结果", "report a result on")
         if action.open_special_inspection and self.start.route is not Route.TO_LAW_OFFICE:
             refuse("只有移送依法治县办的线索（路径a）可以决定开展专项督察",
                    "only route to_law_office clues can open a special inspection")
@@ -270,7 +269,7 @@ class ClueTransfer(Case):
 
     @withdraw.validator
     def _check_withdraw(self, action: Withdraw) -> None:
-        self.require(action, [self.start.source.value], {Stage.REGISTERED}, "撤回", "withdraw")
+        self.require(action, Action.CLUE_WITHDRAW, [self.start.source.value], {Stage.REGISTERED}, "撤回", "withdraw")
 
     @workflow.update
     async def extend_deadline(self, action: ExtendDeadline) -> ClueStatus:
@@ -292,7 +291,7 @@ class ClueTransfer(Case):
 
     @extend_deadline.validator
     def _check_extend(self, action: ExtendDeadline) -> None:
-        self.require(action, [LAW_OFFICE], set(OPEN_STAGES), "延期", "extend the deadline of")
+        self.require(action, Action.CLUE_EXTEND_DEADLINE, [LAW_OFFICE], set(OPEN_STAGES), "延期", "extend the deadline of")
         state = self.current()
         if state is None:
             refuse("当前没有可延长的期限", "there is no open deadline to extend")

@@ -113,7 +113,7 @@ class Rectification(Case):
         """下达整改: the unit must rectify by the deadline."""
         self.s.times["required_at"] = workflow.now()
         async with self.lock:
-            await calls.require_parties([start.unit, LAW_OFFICE], local=self.v2)
+            await self.load_parties([start.unit, LAW_OFFICE, *INSPECTION_TEAM])
             if start.due_on is not None and start.due_on < self.today():
                 refuse(f"整改时限 {start.due_on} 早于今天", "due_on is in the past")
             await self.plan(DEADLINE, self._deadline_request(start.due_on, start.due_in_working_days))
@@ -230,7 +230,7 @@ class Rectification(Case):
 
     @submit_report.validator
     def _check_report(self, action: SubmitReport) -> None:
-        self.require(action, (self.start.unit,), {Stage.RECTIFYING}, "报告整改情况", "report on")
+        self.require(action, Action.RECTIFICATION_SUBMIT_REPORT, (self.start.unit,), {Stage.RECTIFYING}, "报告整改情况", "report on")
 
     @workflow.update
     async def review(self, action: Review) -> RectificationStatus:
@@ -256,7 +256,7 @@ class Rectification(Case):
 
     @review.validator
     def _check_review(self, action: Review) -> None:
-        self.require(action, INSPECTION_TEAM, {Stage.REPORTED}, "验收", "review")
+        self.require(action, Action.RECTIFICATION_REVIEW, INSPECTION_TEAM, {Stage.REPORTED}, "验收", "review")
         self._check_new_date(action.new_due_on)
 
     @workflow.update
@@ -281,7 +281,7 @@ class Rectification(Case):
     @record_lookback.validator
     def _check_lookback(self, action: RecordLookback) -> None:
         # A look-back may also be done early, while waiting for its timer.
-        self.require(action, INSPECTION_TEAM, {Stage.LOOKBACK, Stage.ACCEPTED}, "记录回头看", "record a look-back on")
+        self.require(action, Action.RECTIFICATION_RECORD_LOOKBACK, INSPECTION_TEAM, {Stage.LOOKBACK, Stage.ACCEPTED}, "记录回头看", "record a look-back on")
         self._check_new_date(action.new_due_on)
 
     @workflow.update
@@ -298,7 +298,7 @@ class Rectification(Case):
 
     @extend_deadline.validator
     def _check_extend(self, action: ExtendDeadline) -> None:
-        self.require(action, (LAW_OFFICE,), {Stage.RECTIFYING}, "延期", "extend the deadline of")
+        self.require(action, Action.RECTIFICATION_EXTEND_DEADLINE, (LAW_OFFICE,), {Stage.RECTIFYING}, "延期", "extend the deadline of")
         limit = self.start.timings.max_extensions
         if self.s.extensions >= limit:
             refuse(f"已延期 {self.s.extensions} 次，达到上限 {limit} 次",

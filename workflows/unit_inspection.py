@@ -155,7 +155,7 @@ class UnitInspection(Case):
         """启动督察: the unit's self-inspection and the team's completion deadlines start."""
         self.s.times["started_at"] = workflow.now()
         async with self.lock:
-            await calls.require_parties(sorted({start.unit, start.lead.value, LAW_OFFICE}), local=self.v2)
+            await self.load_parties([start.unit, start.lead.value, LAW_OFFICE, *INSPECTION_TEAM])
             t = start.timings
             for name, days in (("self_inspection", t.self_inspection_working_days), ("team", t.team_working_days)):
                 await self.plan(name, self.request(working_days=days, remind=t.remind_working_days_before,
@@ -236,7 +236,7 @@ class UnitInspection(Case):
 
     @submit_self_inspection.validator
     def _check_submit(self, action: SubmitSelfInspection) -> None:
-        self.require(action, (self.start.unit,), {Stage.SELF_INSPECTION}, "提交自查报告", "submit a self-inspection of")
+        self.require(action, Action.INSPECTION_SUBMIT_SELF_INSPECTION, (self.start.unit,), {Stage.SELF_INSPECTION}, "提交自查报告", "submit a self-inspection of")
 
     @workflow.update
     async def record_method(self, action: RecordMethod) -> InspectionStatus:
@@ -253,7 +253,7 @@ class UnitInspection(Case):
 
     @record_method.validator
     def _check_method(self, action: RecordMethod) -> None:
-        self.require(action, self._team(), {Stage.JOINT_INSPECTION}, "记录督察方式", "record a method in")
+        self.require(action, Action.INSPECTION_RECORD_METHOD, self._team(), {Stage.JOINT_INSPECTION}, "记录督察方式", "record a method in")
         if len(self.s.methods) >= MAX_METHODS:
             refuse(f"督察方式记录已达上限 {MAX_METHODS} 条", f"at most {MAX_METHODS} methods")
         if action.on is not None and action.on > self.today():
@@ -280,7 +280,7 @@ class UnitInspection(Case):
 
     @record_finding.validator
     def _check_finding(self, action: RecordFinding) -> None:
-        self.require(action, self._team(), {Stage.JOINT_INSPECTION, Stage.EVALUATION}, "记录发现问题",
+        self.require(action, Action.INSPECTION_RECORD_FINDING, self._team(), {Stage.JOINT_INSPECTION, Stage.EVALUATION}, "记录发现问题",
                      "record a finding in")
         if len(self.s.findings) >= MAX_FINDINGS:
             refuse(f"发现问题已达上限 {MAX_FINDINGS} 条", f"at most {MAX_FINDINGS} findings")
@@ -304,7 +304,7 @@ class UnitInspection(Case):
 
     @evaluate.validator
     def _check_evaluate(self, action: Evaluate) -> None:
-        self.require(action, self._team(), {Stage.JOINT_INSPECTION, Stage.EVALUATION}, "重点评估", "evaluate")
+        self.require(action, Action.INSPECTION_EVALUATE, self._team(), {Stage.JOINT_INSPECTION, Stage.EVALUATION}, "重点评估", "evaluate")
         if not self.s.methods:
             refuse("尚未记录任何督察方式，不能评估", "record at least one method before evaluating")
 
@@ -352,7 +352,7 @@ class UnitInspection(Case):
 
     @issue_feedback.validator
     def _check_feedback(self, action: IssueFeedback) -> None:
-        self.require(action, self._team(), {Stage.EVALUATION}, "反馈问题", "issue feedback in")
+        self.require(action, Action.INSPECTION_ISSUE_FEEDBACK, self._team(), {Stage.EVALUATION}, "反馈问题", "issue feedback in")
         if action.due_on is not None and action.due_on <= self.today():
             refuse("整改时限须晚于今天", "due_on must be after today")
 

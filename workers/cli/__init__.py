@@ -92,6 +92,18 @@ def codec_server(
     serve(port or s.codec_port, s, host)
 
 
+@app.command()
+def board(
+    host: str = typer.Option(None, help="listen address, default DUCHA_BOARD_HOST (127.0.0.1)"),
+    port: int = typer.Option(None, help="default DUCHA_BOARD_PORT (8791)"),
+) -> None:
+    """督办看板: read-only supervision board (traffic lights, overdue list, coverage) in the browser."""
+    from workers.board import serve
+
+    s = settings()
+    serve(s, host or s.board_host, s.board_port if port is None else port)
+
+
 def main() -> None:
     """Run the command, then leave without the interpreter's final clean-up: the Temporal
     client's native runtime can crash while Python tears down (exit 134/139 after the work
