@@ -30,7 +30,7 @@ def build_activities(
     calendar = CalendarActivities(pool, settings)
     ledger = LedgerActivities(pool, chain)
     callbacks = CallbackActivities(pool, settings, client, http)
-    cases = CaseActivities(pool, callbacks, chain)
+    cases = CaseActivities(pool, callbacks, chain, require_principal=settings.require_principal)
     inspections = InspectionActivities(pool, client, chain)
     assessment = AssessmentActivities(pool, settings, callbacks)
     return [

@@ -22,12 +22,23 @@ from activities.registry import authorization_refusal, log_authorization, operat
 from config.chain_key import ChainKey
 from schemas.case import CaseKind, StepRecord, StepResult
 
+# Temporal stamps the caller's verified identity (the principal) only on the events a caller's own
+# request writes: a start, a signal. An update is accepted by the worker, so its event names the
+# worker (docs/deployment.md, 身份核验). An operator action carried by an update therefore cannot be
+# bound to a signed-in person here: it is recorded as identity_verified = false, and refused when
+# DUCHA_REQUIRE_PRINCIPAL is on.
+UNVERIFIED_UPDATE = ("须经身份核验（DUCHA_REQUIRE_PRINCIPAL）：Temporal 不记录更新请求的发送人，此操作无法核验身份 / "
+                     "identity required (DUCHA_REQUIRE_PRINCIPAL): Temporal records no sender for an update, so "
+                     "this action cannot be bound to a signed-in person")
+
 
 class CaseActivities:
-    def __init__(self, pool: asyncpg.Pool, callbacks: CallbackActivities, chain: ChainKey) -> None:
+    def __init__(self, pool: asyncpg.Pool, callbacks: CallbackActivities, chain: ChainKey, *,
+                 require_principal: bool = False) -> None:
         self.pool = pool
         self.callbacks = callbacks
         self.chain = chain  # the audit chains' key (config/chain_key.py)
+        self.require_principal = require_principal
 
     @activity.defn(name="cases.step")
     async def step(self, req: StepRecord) -> StepResult:
@@ -42,6 +53,10 @@ class CaseActivities:
                 if not done:  # a re-run of a recorded step is not authorized (or refused) again
                     if req.authorization is not None:
                         reason = await authorization_refusal(conn, req.authorization)
+                        if reason is None and self.require_principal:
+                            reason = UNVERIFIED_UPDATE
+                        for e in req.events:
+                            e.data["identity_verified"] = False
                     if reason is None:
                         recorded = await self._write(conn, req)
                         if req.authorization is not None:

@@ -1,7 +1,7 @@
 """The ledger (台账) in PostgreSQL: snapshots per process and the append-only event log.
 
 `append_event` is the one way the application appends a ledger event: chained with the HMAC of
-config/chain_key.py inside the caller's transaction (migrations/0013_keyed_chain.sql)."""
+config/chain_key.py inside the caller's transaction (migrations/0015_keyed_chain.sql)."""
 
 from __future__ import annotations
 

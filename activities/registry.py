@@ -52,7 +52,7 @@ def _party(row: asyncpg.Record) -> Party:
 
 async def append_authorization(conn: asyncpg.Connection, chain: ChainKey, req: AuthorizeInput, *, allowed: bool,
                                reason: str, key: str | None) -> bool:
-    """Log one authorization decision on its own keyed chain (migrations/0013_keyed_chain.sql), in
+    """Log one authorization decision on its own keyed chain (migrations/0015_keyed_chain.sql), in
     the caller's transaction; the same activity key twice writes nothing (False)."""
     return await chained_insert(conn, chain, "authorization_log", {
         "at": datetime.now(UTC), "operator": req.operator, "agency": req.agency, "action": req.action,
@@ -99,18 +99,25 @@ class RegistryStore:
         changed = False
         for op in e.operators:
             row = old.pop(op.id, None)
-            if row is not None and (row["name"], list(row["roles"]), row["active"]) == (op.name, op.roles, op.active):
+            if row is not None and (
+                row["name"], list(row["roles"]), row["active"], row["principal"]
+            ) == (op.name, op.roles, op.active, op.principal):
                 continue
             await conn.execute(
-                "INSERT INTO operators (id, party, name, roles, active) VALUES ($1, $2, $3, $4, $5) "
+                "INSERT INTO operators (id, party, name, roles, active, principal) VALUES ($1, $2, $3, $4, $5, $6) "
                 "ON CONFLICT (id) DO UPDATE SET party = EXCLUDED.party, name = EXCLUDED.name, "
-                "roles = EXCLUDED.roles, active = EXCLUDED.active, updated_at = now()",
-                op.id, code, op.name, op.roles, op.active,
+                "roles = EXCLUDED.roles, active = EXCLUDED.active, principal = EXCLUDED.principal, "
+                "updated_at = now()",
+                op.id, code, op.name, op.roles, op.active, op.principal,
             )
             changed = True
         for op_id, row in old.items():
-            if row["active"]:
-                await conn.execute("UPDATE operators SET active = false, updated_at = now() WHERE id = $1", op_id)
+            # No longer listed: deactivated, and their sign-in freed for whoever gets it next.
+            if row["active"] or row["principal"] is not None:
+                await conn.execute(
+                    "UPDATE operators SET active = false, principal = NULL, updated_at = now() WHERE id = $1",
+                    op_id,
+                )
                 changed = True
         return changed
 
@@ -176,6 +183,11 @@ class RegistryStore:
         if done.endswith(" 0"):
             raise KeyError(code)
         return secret
+
+    async def operator_for_principal(self, principal_name: str) -> str | None:
+        """The operator who signs in as this JWT `sub` (active or not: authorization decides
+        that), or None."""
+        return await self.pool.fetchval("SELECT id FROM operators WHERE principal = $1", principal_name)
 
     # --- activities -------------------------------------------------------------------------
 

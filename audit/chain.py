@@ -1,4 +1,4 @@
-"""Verification of the audit chains (migrations/0007_audit_chain.sql, 0013_keyed_chain.sql).
+"""Verification of the audit chains (migrations/0007_audit_chain.sql, 0015_keyed_chain.sql).
 
 Each chain (`ledger_events`, `authorization_log`) is walked in id order: every row must link to
 the one before it and carry the right hash (HMAC-SHA256 with the chain key after the switch-over

@@ -10,7 +10,7 @@ from pathlib import Path
 from config.settings import PROJECT_ROOT, Settings
 
 DOC = PROJECT_ROOT / "docs" / "benchmarks.md"
-TARGET_RATIO = 0.7
+TARGET_RATIO = 0.9  # the goal; the issue's floor is 0.8
 TARGET_PAGE_MS = 20.0
 
 
@@ -43,6 +43,8 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
              f"{_f(o['baseline']['throughput'], 2)} / {_f(o['real']['throughput'], 2)}", "", ""),
             ("overhead", "throughput ratio ClueTransfer / baseline", _f(o["real_throughput_ratio"], 2),
              f">= {TARGET_RATIO}", _ok(o["real_throughput_ratio"] >= TARGET_RATIO)),
+            ("overhead", "throughput ratio ClueTransfer / mirror (same Temporal shape, no-op local activities)",
+             _f(o.get("mirror_throughput_ratio"), 2), "", ""),
             ("overhead", "p50 / p95 latency ratio ClueTransfer / baseline",
              f"{_f(o['real_p50_ratio'], 2)} / {_f(o['real_p95_ratio'], 2)}", "", ""),
             ("overhead", "CPU ms per lifecycle, all processes: baseline / ClueTransfer",
@@ -67,6 +69,10 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
             target = f"p95 < {TARGET_PAGE_MS:.0f} ms" if q["kind"] == "paged" else ""
             out.append(("ledger", q["name"], f"p50 {_f(q['p50_ms'])} / p95 {_f(q['p95_ms'])} ms", target,
                         _ok(q["meets"])))
+    if x := r.get("xlsx"):
+        out.append(("xlsx", f"`ducha ledger --xlsx`, {x['rows']:,} rows: rows/s wall, per CPU s; peak RSS",
+                    f"{_f(x['rows_per_s'], 0)}, {_f(x.get('rows_per_cpu_s'), 0)}; {_f(x['peak_rss_mb'], 0)} MB",
+                    "", ""))
     if c := r.get("callbacks"):
         s = c["signing"]
         out += [
@@ -172,6 +178,7 @@ def write(r: dict, path: Path = DOC) -> Path:
     md += _overhead(r.get("overhead"), r.get("sandbox"))
     md += _fanout(r.get("fanout"))
     md += _ledger(r.get("ledger"))
+    md += _xlsx(r.get("xlsx"))
     md += _callbacks(r.get("callbacks"))
     md += _settings(r.get("overhead"), r.get("sandbox"), r.get("callbacks"), r.get("fanout"))
     generated = "\n".join(md[2:]).strip()  # md[0] is the title, md[1] a blank line
@@ -195,14 +202,18 @@ def _overhead(o: dict | None, sb: dict | None) -> list[str]:
         "report_result, the demo registry's operators 杨帆 (court) and 李娜 (law_office), real activities,",
         "real PostgreSQL, signed callbacks to a local receiver that verifies them) on the dev server, and",
         f"as many lifecycles of `bench/baseline.py`, {o['in_flight']} in flight, in alternating segments",
-        "(baseline, ClueTransfer, ClueTransfer, baseline) on the same server and the same worker process",
-        "(the production `build_worker`, with the baseline's worker beside it) in the same run.",
-        f"The baseline mirrors one real lifecycle's history, counted when the bench starts: "
+        "(baseline, mirror, ClueTransfer, ClueTransfer, mirror, baseline) on the same server and the same",
+        "worker process (the production `build_worker`, with the baselines' worker beside it) in the same run.",
+        f"Both baselines are measured from one real lifecycle's history when the bench starts: "
         f"{sum(plan['activities'])} activities {plan['activities']}, "
         f"{sum(plan.get('local_activities', []))} local activities {plan.get('local_activities', [])}, "
         f"{len(plan['updates'])} updates, "
         f"{sum(plan['timers'])} timers {plan['timers']} (phase 0 before the first update, phase k after "
-        "the k-th), each doing nothing. A ClueTransfer segment ends when every callback it published has",
+        "the k-th), each doing nothing. The **baseline** is that lifecycle written with the bare SDK the way",
+        "its samples do it: every activity call a regular activity (the SDK's default); the target ratio is",
+        "against it. The **mirror** keeps the real lifecycle's exact Temporal shape (its local activities as",
+        "local no-ops), so what separates it from ClueTransfer is only this layer's own work (PostgreSQL,",
+        "signed callbacks, validation). A ClueTransfer segment ends when every callback it published has",
         f"been delivered ({o['real']['deliveries_per_lifecycle']:.0f} deliveries per lifecycle; "
         f"{o.get('delivery_workflows', 0)} of them needed a CallbackDelivery workflow, the rest were made "
         "at publish's first attempt; undelivered at the end: "
@@ -210,7 +221,10 @@ def _overhead(o: dict | None, sb: dict | None) -> list[str]:
         "",
     ]
     body = []
-    for k, label in (("baseline", "bare baseline"), ("real", "ClueTransfer (production worker)")):
+    for k, label in (("baseline", "bare baseline"), ("mirror", "mirror (same shape)"),
+                     ("real", "ClueTransfer (production worker)")):
+        if k not in o:
+            continue
         x = o[k]
         cpu = x["cpu_per_lifecycle_ms"]
         body.append([label, _f(x["throughput"], 2), _f(x["p50"], 2), _f(x["p95"], 2),
@@ -222,7 +236,8 @@ def _overhead(o: dict | None, sb: dict | None) -> list[str]:
     ok = o["real_throughput_ratio"] >= TARGET_RATIO
     md += [f"CPU columns are per lifecycle, all processes of the stack. Ratios: throughput "
            f"**{o['real_throughput_ratio']:.2f}** (target ≥ {TARGET_RATIO}: {'met' if ok else 'missed'}), p50 "
-           f"latency {o['real_p50_ratio']:.2f}×, p95 latency {o['real_p95_ratio']:.2f}× the baseline.", ""]
+           f"latency {o['real_p50_ratio']:.2f}×, p95 latency {o['real_p95_ratio']:.2f}× the baseline; against the "
+           f"mirror {o.get('mirror_throughput_ratio', 0.0):.2f}.", ""]
     act = o["real"]["history"]["activities"]
     md += ["Activities of one lifecycle, from the history's own timestamps (an activity's run time includes "
            "waiting for the busy worker's event loop, so compare them with each other):", ""]
@@ -494,6 +509,16 @@ def _ledger(lq: dict | None) -> list[str]:
         md += _md_table(["table", "index", "size", "scans"],
                         [[i["table"], f"`{i['index']}`", i["size"], _f(i["scans"])] for i in lq["indexes"]])
     return md
+
+
+def _xlsx(x: dict | None) -> list[str]:
+    if not x:
+        return []
+    return ["## Ledger to Excel (`ducha ledger --xlsx`)", "",
+            f"{x['rows']:,} problems to one workbook in {x['wall_s']:.0f} s: **{x['rows_per_s']:,.0f} rows/s** "
+            f"({x.get('rows_per_cpu_s', 0):,.0f} rows per CPU second of the command, {x['cpu_s']:.0f} s CPU), "
+            f"peak RSS of the command **{x['peak_rss_mb']:.0f} MB** (os.wait4), {x['bytes'] / 2**20:.0f} MiB file. "
+            "The rows stream (server-side cursor, openpyxl write-only).", ""]
 
 
 def _callbacks(c: dict | None) -> list[str]:

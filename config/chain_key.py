@@ -1,4 +1,4 @@
-"""The key of the audit chains (migrations/0013_keyed_chain.sql): where it comes from, and the
+"""The key of the audit chains (migrations/0015_keyed_chain.sql): where it comes from, and the
 HMAC it computes. The database never holds it, so whoever owns the database can delete rows but
 cannot write a row (or rewrite one) that verifies.
 
@@ -22,7 +22,7 @@ from config.settings import Settings, SettingsError
 
 KEY_FILE_NAME = "ledger-chain-key"
 MIN_KEY_BYTES = 32
-ALG_SHA256 = "sha256"  # 0007's unkeyed chain (rows written before 0013)
+ALG_SHA256 = "sha256"  # 0007's unkeyed chain (rows written before 0015)
 ALG_HMAC = "hmac-sha256"
 
 

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     calendar_dir: Path = PROJECT_ROOT / "data" / "calendar"
     # Yearly assessment rubric (docs/assessment.md)
     assessment_rubric: Path = PROJECT_ROOT / "data" / "assessment" / "rubric.yaml"
+    # 公文 (documents/, docs/operators.md "Documents"): 发文字号 {document_prefix}〔{year}〕{n}号,
+    # numbered per prefix and year in PostgreSQL; the 发文机关 (empty: the registry's law_office).
+    document_prefix: str = Field("西法督", pattern=r"^[^\s〔〕\[\]]{1,16}$")
+    document_issuer: str = Field("", max_length=40)
     # Callbacks
     callback_allowlist: list[str] = Field(default_factory=list)
     callback_retry_schedule: list[float] = Field(
@@ -72,6 +76,9 @@ class Settings(BaseSettings):
     # The first attempt of each delivery is made by `callbacks.publish` itself, with this
     # timeout; a delivery that needs a retry is handed to a CallbackDelivery workflow.
     callback_inline_timeout_seconds: float = Field(3.0, gt=0)
+    # Identity (docs/deployment.md, 身份核验): refuse operator actions whose event carries no
+    # server-recorded principal of a registered operator. Off: allowed, marked unverified.
+    require_principal: bool = False
     # Payload encryption (workers/codec.py, docs/deployment.md "Encryption and the codec server").
     # DUCHA_CODEC_KEYS: JSON object {"key-id": "<base64 of 32 random bytes>", ...}; every key
     # listed decrypts, DUCHA_CODEC_KEY_ID names the one that encrypts. Unset: the key file.

@@ -14,7 +14,7 @@ class ChainHead(BaseModel):
     chain: str = Field(description="ledger_events or authorization_log")
     last_id: int | None = Field(None, description="id of the newest row; None: empty chain")
     rows: int = Field(0, description="rows in the chain up to last_id")
-    hash: str | None = Field(None, description="hash (HMAC-SHA256 since 0013) of the newest row")
+    hash: str | None = Field(None, description="hash (HMAC-SHA256 since 0015) of the newest row")
     keyed_after: int = Field(0, description="rows with a greater id must carry the keyed HMAC")
     missing: bool = Field(False, description="the chain's head row was not there (deleted)")
 

@@ -26,7 +26,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
 # --- least privilege ------------------------------------------------------------------------
 # The service's role may read everything and write the snapshot tables, but only append to the
 # audit tables, and never move a chain head except through the SECURITY DEFINER functions of
-# migrations/0013_keyed_chain.sql; it owns nothing, so it can neither alter a table nor switch a
+# migrations/0015_keyed_chain.sql; it owns nothing, so it can neither alter a table nor switch a
 # trigger off. Migrations run as the owner, which then calls `grant_app_role`.
 APPEND_ONLY_TABLES = ("ledger_events", "authorization_log", "callback_attempts")
 READ_ONLY_TABLES = ("audit_chain_heads", "schema_migrations")

@@ -258,10 +258,14 @@ class Case:
                    f"cannot {what_en} a {noun_en} in stage {self.s.stage}")
         if self.v2 and self.s.operators:
             grant = self.s.operators.get(action.operator)
-            reason = refusal(operator=action.operator, agency=action.agency, action=name.value,
-                             party=grant.party if grant else None, roles=grant.roles if grant else None,
-                             active=bool(grant and grant.active))
+            if grant is None:  # not in the registry, or an operator of none of the case's parties
+                reason = (f"操作人 {action.operator} 不是{agency_name(action.agency)}的登记操作人 / "
+                          f"operator {action.operator!r} is not a registered operator of {action.agency}")
+            else:
+                reason = refusal(operator=action.operator, agency=action.agency, action=name.value,
+                                 party=grant.party, roles=grant.roles, active=grant.active)
             if reason is not None:
+                workflow.logger.warning("update refused before acceptance: %s", reason)
                 raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
 
     @contextlib.asynccontextmanager
