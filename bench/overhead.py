@@ -28,6 +28,7 @@ from temporalio.client import Client, WorkflowHistory
 
 from bench.baseline import BenchBaseline
 from bench.stack import CpuMeter, Stack, WorkerProcess, say, stack
+from workflows.clue_transfer import ClueTransfer
 
 # baseline: the same lifecycle written with the bare SDK the way its samples do it — the same
 #   updates and timers, and each of the real lifecycle's activity calls (local or not) as a
@@ -40,10 +41,10 @@ LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 CHINA = timezone(timedelta(hours=8))
 UPDATES = [
-    ("transfer", {"operator": "杨帆", "agency": "court", "note": "已移送"}),
-    ("acknowledge", {"operator": "李娜", "agency": "law_office"}),
-    ("report_result", {"operator": "李娜", "agency": "law_office", "outcome": "substantiated",
-                       "summary": "经核查属实，已督促整改"}),
+    (ClueTransfer.transfer, {"operator": "杨帆", "agency": "court", "note": "已移送"}),
+    (ClueTransfer.acknowledge, {"operator": "李娜", "agency": "law_office"}),
+    (ClueTransfer.report_result, {"operator": "李娜", "agency": "law_office", "outcome": "substantiated",
+                                  "summary": "经核查属实，已督促整改"}),
 ]
 
 
@@ -62,7 +63,7 @@ class Driver:
         self.plans: dict[str, dict] = {"baseline": plan or {}, "mirror": plan or {}}
         self.tag = uuid.uuid4().hex[:6]
         self.count = 0
-        self.ids: dict[str, list[str]] = {k: [] for k in queues}
+        self.ids: dict[str, list[str]] = {k: [] for k in KINDS}
 
     async def lifecycle(self, kind: str) -> float:
         self.count += 1
@@ -76,10 +77,12 @@ class Driver:
             wid = f"clue-{clue_no}"
             day = datetime.now(CHINA).date()  # discovered today, Asia/Shanghai
             handle = await self.client.start_workflow(
-                "ClueTransfer", clue_input(clue_no, day), id=wid, task_queue=self.queues[kind])
+                ClueTransfer.run, clue_input(clue_no, day), id=wid, task_queue=self.queues[kind])
         self.ids[kind].append(wid)
-        for name, arg in UPDATES:
-            await handle.execute_update(name, arg)
+        for update, arg in UPDATES:
+            if kind in BASELINES:  # the baseline's updates have the same names
+                update = getattr(BenchBaseline, update.__name__)
+            await handle.execute_update(update, arg)
         await handle.result()
         return time.perf_counter() - started
 
@@ -188,7 +191,7 @@ async def run(n: int = 60, in_flight: int = 20, warmup: int = 5) -> dict:
             await driver.lifecycle("real")
             probe = await st.client.get_workflow_handle(driver.ids["real"][0]).fetch_history()
             plan = phase_counts(probe)
-            plan["updates"] = [u for u, _ in UPDATES]
+            plan["updates"] = [u.__name__ for u, _ in UPDATES]
             if len(plan["activities"]) != len(UPDATES) + 1:
                 raise RuntimeError(f"expected {len(UPDATES)} accepted updates in the history, got {plan}")
             driver.plans = {"mirror": plan, "baseline": {
