@@ -23,13 +23,15 @@ def build_activities(
     from activities.inspections import InspectionActivities
     from activities.ledger import LedgerActivities
     from activities.registry import RegistryStore
+    from config.chain_key import load_chain_key
 
-    registry = RegistryStore(pool)
+    chain = load_chain_key(settings)  # exits naming DUCHA_LEDGER_CHAIN_KEY when there is none
+    registry = RegistryStore(pool, chain)
     calendar = CalendarActivities(pool, settings)
-    ledger = LedgerActivities(pool)
+    ledger = LedgerActivities(pool, chain)
     callbacks = CallbackActivities(pool, settings, client, http)
-    cases = CaseActivities(pool, callbacks, require_principal=settings.require_principal)
-    inspections = InspectionActivities(pool, client)
+    cases = CaseActivities(pool, callbacks, chain, require_principal=settings.require_principal)
+    inspections = InspectionActivities(pool, client, chain)
     assessment = AssessmentActivities(pool, settings, callbacks)
     return [
         cases.step,
@@ -50,4 +52,5 @@ def build_activities(
         *callbacks.activity_methods(),
         assessment.score_year,
         assessment.publish_scores,
+        ledger.chain_heads,
     ]

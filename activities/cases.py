@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.callbacks import CallbackActivities
 from activities.ledger import write_clue, write_inspection, write_rectification
 from activities.registry import authorization_refusal, log_authorization, operator_grants
+from config.chain_key import ChainKey
 from schemas.case import CaseKind, StepRecord, StepResult
 
 # Temporal stamps the caller's verified identity (the principal) only on the events a caller's own
@@ -32,9 +33,11 @@ UNVERIFIED_UPDATE = ("须经身份核验（DUCHA_REQUIRE_PRINCIPAL）：Temporal
 
 
 class CaseActivities:
-    def __init__(self, pool: asyncpg.Pool, callbacks: CallbackActivities, *, require_principal: bool = False) -> None:
+    def __init__(self, pool: asyncpg.Pool, callbacks: CallbackActivities, chain: ChainKey, *,
+                 require_principal: bool = False) -> None:
         self.pool = pool
         self.callbacks = callbacks
+        self.chain = chain  # the audit chains' key (config/chain_key.py)
         self.require_principal = require_principal
 
     @activity.defn(name="cases.step")
@@ -57,12 +60,12 @@ class CaseActivities:
                     if reason is None:
                         recorded = await self._write(conn, req)
                         if req.authorization is not None:
-                            await log_authorization(conn, req.authorization, None)
+                            await log_authorization(conn, self.chain, req.authorization, None)
                         if req.notify is not None:
                             await self.callbacks.write_outbox(conn, req.notify)
             if reason is not None:
                 # The refusal is on record (its own row); the step wrote nothing.
-                await log_authorization(conn, req.authorization, reason)
+                await log_authorization(conn, self.chain, req.authorization, reason)
                 raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
         grants = await operator_grants(self.pool, req.parties) if req.parties else None
         if req.notify is None:
@@ -71,14 +74,13 @@ class CaseActivities:
         return StepResult(recorded=recorded, queued=published.queued, skipped=published.skipped,
                           operators=grants)
 
-    @staticmethod
-    async def _write(conn: asyncpg.Connection, req: StepRecord) -> bool:
+    async def _write(self, conn: asyncpg.Connection, req: StepRecord) -> bool:
         if req.kind is CaseKind.CLUE and req.clue is not None:
-            return await write_clue(conn, req.events, req.clue, req.details)
+            return await write_clue(conn, self.chain, req.events, req.clue, req.details)
         if req.kind is CaseKind.RECTIFICATION and req.rectification is not None:
-            return await write_rectification(conn, req.events, req.rectification, req.text)
+            return await write_rectification(conn, self.chain, req.events, req.rectification, req.text)
         if req.kind is CaseKind.INSPECTION and req.inspection is not None:
-            return await write_inspection(conn, req.events, req.inspection, req.method, req.findings,
+            return await write_inspection(conn, self.chain, req.events, req.inspection, req.method, req.findings,
                                           req.evaluation)
         raise ApplicationError(f"step of kind {req.kind} carries no {req.kind} snapshot",
                                type="InvalidStep", non_retryable=True)

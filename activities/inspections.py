@@ -18,7 +18,8 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.ledger import insert_event, upsert_snapshot, write_inspection
+from activities.ledger import append_event, upsert_snapshot, write_inspection
+from config.chain_key import ChainKey
 from schemas.inspection import (
     DescribeQuery,
     DescribeResult,
@@ -61,9 +62,16 @@ class IndicatorLoadReport:
 class InspectionActivities:
     """`client` describes workflows; when None the activity's own client is used."""
 
-    def __init__(self, pool: asyncpg.Pool, client: Client | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, client: Client | None = None, chain: ChainKey | None = None) -> None:
         self.pool = pool
         self.client = client
+        self.chain = chain  # the ledger chain key: needed by the activities that record events
+
+    def _chain(self) -> ChainKey:
+        if self.chain is None:
+            raise ApplicationError("InspectionActivities needs the ledger chain key to record events",
+                                   type="Misconfigured", non_retryable=True)
+        return self.chain
 
     # --- the round ------------------------------------------------------------------------
 
@@ -92,7 +100,7 @@ class InspectionActivities:
     async def record_round(self, req: RecordRound) -> bool:
         snap = req.snapshot
         async with self.pool.acquire() as conn, conn.transaction():
-            if req.event is not None and not await insert_event(conn, "round", snap.round_id, req.event):
+            if req.event is not None and not await append_event(conn, self._chain(), "round", snap.round_id, req.event):
                 return False  # recorded by an earlier attempt
             await upsert_snapshot(conn, "inspection_rounds", "round_id", snap)
             if req.units:
@@ -190,8 +198,8 @@ class InspectionActivities:
     @activity.defn(name="ledger.record_inspection")
     async def record_inspection(self, req: RecordInspection) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            return await write_inspection(conn, [req.event], req.snapshot, req.method, req.findings,
-                                          req.evaluation)
+            return await write_inspection(conn, self._chain(), [req.event], req.snapshot, req.method,
+                                          req.findings, req.evaluation)
 
     # --- risk indicators ------------------------------------------------------------------
 

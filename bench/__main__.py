@@ -28,6 +28,11 @@ async def main() -> int:
 
     configure_logging("console", "warning")  # the bench process's own activity calls stay quiet
     began = time.monotonic()
+    # The throwaway stacks' ledgers are chained with a key of this run (config/chain_key.py);
+    # worker processes inherit it.
+    from config.chain_key import ChainKey
+
+    os.environ.setdefault("DUCHA_LEDGER_CHAIN_KEY", ChainKey.generate().to_base64())
     budget = float(os.environ.get("BENCH_BUDGET_S", "840"))
     wanted = os.environ.get("BENCH_PARTS", ",".join(PARTS)).split(",")
     results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),

@@ -104,6 +104,17 @@ class Settings(BaseSettings):
     board_ui_url: str = ""
     board_refresh_seconds: int = Field(5, ge=1, le=3600)
 
+    # Keyed audit chain (config/chain_key.py, docs/reliability.md "The audit trail"): base64 of
+    # 32+ random bytes the database never sees. Unset: the key file (DUCHA_LEDGER_CHAIN_KEY_FILE,
+    # default `{data_dir}/ledger-chain-key`), which `ducha up` creates (mode 0600).
+    ledger_chain_key: SecretStr | None = None
+    ledger_chain_key_file: Path | None = None
+    # Least privilege: migrations run as the owner (DUCHA_DATABASE_OWNER_URL; empty = the same as
+    # DUCHA_DATABASE_URL), which then grants DUCHA_APP_ROLE what the service needs and no more;
+    # the service connects with DUCHA_DATABASE_URL as that role (docs/deployment.md).
+    database_owner_url: str = ""
+    app_role: str = Field("ducha_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -125,7 +136,7 @@ class Settings(BaseSettings):
             raise ValueError('must be "MM-DD HH:MM", a day every year has, e.g. "01-05 09:00"') from None
         return value.strip()
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_owner_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
         if value and not value.startswith(("postgresql://", "postgres://")):
@@ -224,6 +235,13 @@ class Settings(BaseSettings):
     @property
     def postgres_url(self) -> str:
         """The URL to connect to: the configured one, or the embedded server's."""
+        return self.database_url or f"postgresql://{self.app_role}@127.0.0.1:{self.pg_port}/ducha"
+
+    @property
+    def owner_url(self) -> str:
+        """The URL migrations run with: the owner of the schema (never the service's role)."""
+        if self.database_owner_url:
+            return self.database_owner_url
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/ducha"
 
 

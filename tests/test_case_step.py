@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.callbacks import CallbackActivities
 from activities.cases import CaseActivities
+from config.chain_key import ChainKey
 from schemas.case import CaseKind, StepRecord
 from schemas.events import EventType, PublishEvent
 from schemas.ledger import ClueSnapshot, LedgerEvent
@@ -47,7 +48,7 @@ async def cases(pool, db_url, receiver):
     settings = make_settings(db_url, callback_allowlist=["127.0.0.1"])
     async with httpx.AsyncClient() as http:
         callbacks = CallbackActivities(pool, settings, client=None, http=http, task_queue="unused")
-        yield lambda require: CaseActivities(pool, callbacks, require_principal=require)
+        yield lambda require: CaseActivities(pool, callbacks, ChainKey.generate(), require_principal=require)
 
 
 async def test_a_step_is_recorded_once_and_delivered_once(cases, pool, receiver):

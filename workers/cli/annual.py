@@ -140,8 +140,9 @@ def sha256(data: bytes) -> str:
 
 
 def build_archive(year: int, county: str, records: dict[str, list[dict]], report: dict[str, bytes],
-                  out: Path) -> dict:
-    """Write the zip (atomically) and return its manifest."""
+                  out: Path, anchor: dict | None = None) -> dict:
+    """Write the zip (atomically) and return its manifest. `anchor`: the audit chains' heads when
+    the archive was made (schemas/anchor.py), which `ducha audit verify --manifest` compares."""
     files: dict[str, bytes] = {f"records/{kind}.jsonl": jsonl(rows) for kind, rows in records.items()}
     files.update({f"report/{name}": content for name, content in report.items()})
     manifest = {
@@ -152,6 +153,8 @@ def build_archive(year: int, county: str, records: dict[str, list[dict]], report
                    "rows": len(records[name[8:-6]]) if name.startswith("records/") else None}
                   for name, content in files.items()],
     }
+    if anchor is not None:
+        manifest["audit_anchor"] = anchor
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
@@ -241,19 +244,24 @@ def archive(
 
     async def go():
         async with db_pool(s) as pool:
+            from activities.ledger import read_anchor
             from activities.registry import RegistryStore
 
             county = await RegistryStore(pool).county_name()
             records = await YearRecords(pool).collect(year)
             data = await AnnualReport(pool, s.zone).build(year)
-            return county, records, data
+            anchor = await read_anchor(pool)  # after the records: a head at least as new as they are
+            return county, records, data, anchor.model_dump(mode="json")
 
-    county, records, data = run(go)
+    county, records, data, anchor = run(go)
     with tempfile.TemporaryDirectory() as tmp:
         write_report(data, Path(tmp))
         report = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir())}
-    manifest = build_archive(year, county, records, report, out)
+    manifest = build_archive(year, county, records, report, out, anchor)
     digest = sha256(out.read_bytes())
     typer.echo(f"{out}\n{len(manifest['files'])} 个文件，"
                + "，".join(f"{k} {n}" for k, n in manifest["counts"].items() if n))
     typer.echo(f"zip SHA-256 {digest}（请登记在档案目录中 / record it in the archive register）")
+    ledger = anchor["heads"][0]
+    typer.echo(f"台账链头 / ledger chain head: id {ledger['last_id']}, {ledger['rows']} 条 "
+               f"(`ducha audit verify --manifest {out}`)")
