@@ -18,7 +18,8 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.ledger import insert_event, upsert_snapshot
+from activities.ledger import append_event, upsert_snapshot, write_inspection
+from config.chain_key import ChainKey
 from schemas.inspection import (
     DescribeQuery,
     DescribeResult,
@@ -61,9 +62,16 @@ class IndicatorLoadReport:
 class InspectionActivities:
     """`client` describes workflows; when None the activity's own client is used."""
 
-    def __init__(self, pool: asyncpg.Pool, client: Client | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, client: Client | None = None, chain: ChainKey | None = None) -> None:
         self.pool = pool
         self.client = client
+        self.chain = chain  # the ledger chain key: needed by the activities that record events
+
+    def _chain(self) -> ChainKey:
+        if self.chain is None:
+            raise ApplicationError("InspectionActivities needs the ledger chain key to record events",
+                                   type="Misconfigured", non_retryable=True)
+        return self.chain
 
     # --- the round ------------------------------------------------------------------------
 
@@ -92,7 +100,7 @@ class InspectionActivities:
     async def record_round(self, req: RecordRound) -> bool:
         snap = req.snapshot
         async with self.pool.acquire() as conn, conn.transaction():
-            if req.event is not None and not await insert_event(conn, "round", snap.round_id, req.event):
+            if req.event is not None and not await append_event(conn, self._chain(), "round", snap.round_id, req.event):
                 return False  # recorded by an earlier attempt
             await upsert_snapshot(conn, "inspection_rounds", "round_id", snap)
             if req.units:
@@ -189,45 +197,9 @@ class InspectionActivities:
 
     @activity.defn(name="ledger.record_inspection")
     async def record_inspection(self, req: RecordInspection) -> bool:
-        snap = req.snapshot
         async with self.pool.acquire() as conn, conn.transaction():
-            owner = await conn.fetchval("SELECT run_id FROM inspections WHERE workflow_id = $1", snap.workflow_id)
-            if owner is not None and owner != snap.run_id:
-                raise ApplicationError(
-                    f"督察 {snap.workflow_id} 已有台账记录（另一次运行）；重复督察请用 -2、-3 后缀 / "
-                    "this inspection id was already used by another run: use a -{n} suffix",
-                    type="DuplicateInspection", non_retryable=True)
-            if not await insert_event(conn, "inspection", snap.workflow_id, req.event):
-                return False
-            await upsert_snapshot(conn, "inspections", "workflow_id", snap)
-            if req.method is not None:
-                m = req.method
-                await conn.execute(
-                    "INSERT INTO inspection_methods (workflow_id, n, method, summary, done_on, count, agency, "
-                    "operator) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (workflow_id, n) DO NOTHING",
-                    snap.workflow_id, m.n, m.method, m.summary, m.on, m.count, m.agency, m.operator)
-            for f in req.findings:
-                await conn.execute(
-                    "INSERT INTO inspection_findings (workflow_id, n, problem_no, unit, year, description, "
-                    "category, list, basis, severity, suspected_misconduct, misconduct_note, opinion, agency, "
-                    "operator, rectification_id, clue_id) "
-                    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) "
-                    "ON CONFLICT (workflow_id, n) DO UPDATE SET opinion = EXCLUDED.opinion, "
-                    "rectification_id = EXCLUDED.rectification_id, clue_id = EXCLUDED.clue_id, "
-                    "updated_at = now()",
-                    snap.workflow_id, f.n, f.problem_no, snap.unit, snap.year, f.description, f.category,
-                    f.list, f.basis, f.severity, f.suspected_misconduct, f.misconduct_note, f.opinion,
-                    f.agency, f.operator, f.rectification_id, f.clue_id)
-            if req.evaluation is not None:
-                e = req.evaluation
-                await conn.execute(
-                    "INSERT INTO inspection_evaluations (workflow_id, unit, year, kind, score, grade, comments, "
-                    "agency, operator) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT (workflow_id) DO UPDATE "
-                    "SET score = EXCLUDED.score, grade = EXCLUDED.grade, comments = EXCLUDED.comments, "
-                    "agency = EXCLUDED.agency, operator = EXCLUDED.operator, evaluated_at = now()",
-                    snap.workflow_id, snap.unit, snap.year, snap.kind, e.score, e.grade, e.comments,
-                    e.agency, e.operator)
-        return True
+            return await write_inspection(conn, self._chain(), [req.event], req.snapshot, req.method,
+                                          req.findings, req.evaluation)
 
     # --- risk indicators ------------------------------------------------------------------
 

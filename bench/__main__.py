@@ -5,11 +5,11 @@ The whole run must stay under 15 minutes on 2 cores, so the parts run in a fixed
 last one (fan-out) gets whatever time is left: each of its scales runs to completion or to its
 share of that time, and a capped scale is reported as such. Sizes can be changed for a longer run:
 BENCH_LIFECYCLES (overhead, default 60), BENCH_BUDGET_S (default 840 for the whole bench; none when
-BENCH_PARTS picks some parts: every fan-out scale then runs to completion), BENCH_PARTS (comma list of overhead,callbacks,sandbox,ledger,fanout:
-a partial run prints its table and keeps its raw results but leaves docs/benchmarks.md alone),
-BENCH_FANOUT_SERVER (dev, the default, or time-skipping), BENCH_FANOUT_SCALES (default
-1000,5000,10000). `BENCH_PARTS=fanout make bench` runs
-the 1,000 / 5,000 / 10,000-unit rounds to completion.
+BENCH_PARTS picks some parts: every fan-out scale then runs to completion), BENCH_PARTS (comma list
+of overhead,callbacks,sandbox,ledger,xlsx,fanout: a partial run prints its table and keeps its raw
+results but leaves docs/benchmarks.md alone), BENCH_FANOUT_SERVER (dev, the default, or
+time-skipping), BENCH_FANOUT_SCALES (default 1000,5000,10000). `BENCH_PARTS=fanout make bench`
+runs the 1,000 / 5,000 / 10,000-unit rounds to completion.
 
 The bench never reads the operator's configuration: DUCHA_* variables are dropped and the data dir
 is a throwaway one (bench/stack.py `isolate`), and every server listens on a free port, so it runs
@@ -25,10 +25,10 @@ import time
 import traceback
 from datetime import UTC, datetime
 
-from bench import callbacks, fanout, ledger_queries, overhead, report, sandbox
+from bench import callbacks, fanout, ledger_queries, overhead, report, sandbox, xlsx_export
 from bench.stack import isolate, machine, say
 
-PARTS = ("overhead", "callbacks", "sandbox", "ledger", "fanout")
+PARTS = ("overhead", "callbacks", "sandbox", "ledger", "xlsx", "fanout")
 
 
 async def main() -> int:
@@ -46,6 +46,11 @@ async def main() -> int:
     # scale to completion (fanout.UNCAPPED_S only stops a round that is stuck).
     given = os.environ.get("BENCH_BUDGET_S")
     budget = float(given) if given else 840.0 if full else None
+    # The throwaway stacks' ledgers are chained with a key of this run (config/chain_key.py);
+    # worker processes inherit it (set after `isolate` dropped the shell's DUCHA_* variables).
+    from config.chain_key import ChainKey
+
+    os.environ.setdefault("DUCHA_LEDGER_CHAIN_KEY", ChainKey.generate().to_base64())
     results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                      "errors": {}, "seconds": {}}
     say(f"bench: {results['machine']['cpu']}, {results['machine']['nproc']} cores, "
@@ -94,6 +99,7 @@ async def main() -> int:
     await part("callbacks", run_callbacks)
     await part("sandbox", run_sandbox)
     await part("ledger", ledger_queries.run)
+    await part("xlsx", xlsx_export.run)
     await part("fanout", run_fanout)
     results["total_seconds"] = time.monotonic() - began
     saved = report.save(results)

@@ -6,9 +6,10 @@ Its `plan` is measured from a real ClueTransfer history (bench/overhead.py count
 each phase: phase 0 is the run before the first update, phase k the k-th update), so the baseline
 stays honest when the workflow changes:
 
-    plan = {"activities": [a0, a1, ..., an], "timers": [t0, t1, ..., tn], "updates": [names]}
+    plan = {"activities": [a0, ..., an], "local_activities": [l0, ..., ln],
+            "timers": [t0, t1, ..., tn], "updates": [names]}
 
-Phase 0 runs a0 no-op activities, then waits for update 1 with t0 timers pending (each one a
+Phase 0 runs a0 no-op activities and l0 no-op local activities, then waits for update 1 with t0 timers pending (each one a
 `wait_condition` with a timeout, cancelled by the update, as a deadline watch is); update k runs
 ak no-op activities; and so on.
 """
@@ -56,6 +57,8 @@ class BenchBaseline:
     async def _activities(self, phase: int) -> None:
         for i in range(self.plan["activities"][phase]):
             await workflow.execute_activity(noop, i, start_to_close_timeout=TIMEOUT)
+        for i in range(self.plan.get("local_activities", [0] * (phase + 1))[phase]):
+            await workflow.execute_local_activity(noop, i, start_to_close_timeout=TIMEOUT)
 
     async def _wait(self, phase: int, timers: int) -> None:
         def moved() -> bool:

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     calendar_dir: Path = PROJECT_ROOT / "data" / "calendar"
     # Yearly assessment rubric (docs/assessment.md)
     assessment_rubric: Path = PROJECT_ROOT / "data" / "assessment" / "rubric.yaml"
+    # 公文 (documents/, docs/operators.md "Documents"): 发文字号 {document_prefix}〔{year}〕{n}号,
+    # numbered per prefix and year in PostgreSQL; the 发文机关 (empty: the registry's law_office).
+    document_prefix: str = Field("西法督", pattern=r"^[^\s〔〕\[\]]{1,16}$")
+    document_issuer: str = Field("", max_length=40)
     # Callbacks
     # List settings take a JSON list or comma-separated values: `127.0.0.1,localhost`.
     callback_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -75,6 +79,9 @@ class Settings(BaseSettings):
     # The first attempt of each delivery is made by `callbacks.publish` itself, with this
     # timeout; a delivery that needs a retry is handed to a CallbackDelivery workflow.
     callback_inline_timeout_seconds: float = Field(3.0, gt=0)
+    # Identity (docs/deployment.md, 身份核验): refuse operator actions whose event carries no
+    # server-recorded principal of a registered operator. Off: allowed, marked unverified.
+    require_principal: bool = False
     # Payload encryption (workers/codec.py, docs/deployment.md "Encryption and the codec server").
     # DUCHA_CODEC_KEYS: JSON object {"key-id": "<base64 of 32 random bytes>", ...}; every key
     # listed decrypts, DUCHA_CODEC_KEY_ID names the one that encrypts. Unset: the key file.
@@ -86,6 +93,30 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the codec server; empty means the embedded Web UI
     # (http://127.0.0.1:{ui_port} and http://localhost:{ui_port}).
     codec_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Login on the codec server (docs/deployment.md "Login on the codec server"): with an issuer
+    # set, every encode/decode needs the Web UI's OIDC access token (Authorization: Bearer),
+    # verified against the issuer's JWKS (discovered, or DUCHA_CODEC_OIDC_JWKS_URL) for
+    # signature, expiry, issuer and audience. Empty issuer: no login (the embedded stack).
+    codec_oidc_issuer: str = ""
+    codec_oidc_audience: str = Field("", validate_default=True)
+    codec_oidc_jwks_url: str = ""
+    # Connections served at once (uvicorn limit_concurrency); more get 503.
+    codec_max_connections: int = Field(64, ge=1, le=10_000)
+    # 督办看板: where operators' browsers reach the Web UI (links to workflows); empty means
+    # http://127.0.0.1:{ui_port}. How often the page refreshes its numbers.
+    board_ui_url: str = ""
+    board_refresh_seconds: int = Field(5, ge=1, le=3600)
+
+    # Keyed audit chain (config/chain_key.py, docs/reliability.md "The audit trail"): base64 of
+    # 32+ random bytes the database never sees. Unset: the key file (DUCHA_LEDGER_CHAIN_KEY_FILE,
+    # default `{data_dir}/ledger-chain-key`), which `ducha up` creates (mode 0600).
+    ledger_chain_key: SecretStr | None = None
+    ledger_chain_key_file: Path | None = None
+    # Least privilege: migrations run as the owner (DUCHA_DATABASE_OWNER_URL; empty = the same as
+    # DUCHA_DATABASE_URL), which then grants DUCHA_APP_ROLE what the service needs and no more;
+    # the service connects with DUCHA_DATABASE_URL as that role (docs/deployment.md).
+    database_owner_url: str = ""
+    app_role: str = Field("ducha_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
     @field_validator("timezone")
     @classmethod
@@ -108,7 +139,7 @@ class Settings(BaseSettings):
             raise ValueError('must be "MM-DD HH:MM", a day every year has, e.g. "01-05 09:00"') from None
         return value.strip()
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_owner_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
         if value and not value.startswith(("postgresql://", "postgres://")):
@@ -176,6 +207,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin like https://host[:port]")
         return [origin.rstrip("/") for origin in value]
 
+    @field_validator("codec_oidc_issuer", "codec_oidc_jwks_url", "board_ui_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("codec_oidc_audience")
+    @classmethod
+    def _audience_with_issuer(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("codec_oidc_issuer") and not value:
+            raise ValueError("is required when DUCHA_CODEC_OIDC_ISSUER is set (the access token's aud)")
+        return value
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -187,6 +233,13 @@ class Settings(BaseSettings):
     @property
     def postgres_url(self) -> str:
         """The URL to connect to: the configured one, or the embedded server's."""
+        return self.database_url or f"postgresql://{self.app_role}@127.0.0.1:{self.pg_port}/ducha"
+
+    @property
+    def owner_url(self) -> str:
+        """The URL migrations run with: the owner of the schema (never the service's role)."""
+        if self.database_owner_url:
+            return self.database_owner_url
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/ducha"
 
 

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from schemas.case_state import CaseState
 from schemas.codes import CODE_PATTERN, NUMBER_PATTERN, AgencyCode
 from schemas.common import (
     DeadlineView,
@@ -103,6 +104,7 @@ class ClueStart(Model):
     details: str = Field("", max_length=5000, description="never leaves the ledger and this input")
     reported_by: str = Field(min_length=1, max_length=50)
     timings: ClueTimings = Field(default_factory=ClueTimings)
+    resume: dict | None = Field(None, description="set by the workflow itself when it continues as new")
     auto_transfer: bool = Field(False, description="system-opened clues start already transferred")
     escalated_from: str | None = Field(None, max_length=200, description="workflow that missed a duty")
 
@@ -156,6 +158,7 @@ class ClueStatus(BaseModel):
     light: str
     deadlines: list[DeadlineView]
     history: list[HistoryEntry]
+    history_total: int = Field(0, description="all entries; `history` holds the latest 100, the ledger all")
     links: list[Link]
     notes: int
     outcome: Outcome | None = None
@@ -168,3 +171,12 @@ class ClueResult(BaseModel):
     outcome: Outcome | None
     escalations: int
     links: list[Link]
+
+
+class ClueState(CaseState):
+    """What a ClueTransfer carries (workflows/clue_transfer.py)."""
+
+    stage: Stage = Stage.REGISTERED
+    outcome: ReportResult | None = None
+    escalations: int = 0
+    missed: int = 0

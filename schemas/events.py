@@ -47,6 +47,7 @@ class EventType(StrEnum):
     INSPECTION_STARTED = "inspection.started"
     INSPECTION_DUE_SOON = "inspection.due_soon"
     INSPECTION_OVERDUE = "inspection.overdue"
+    INSPECTION_DEADLINE_RECOMPUTED = "inspection.deadline_recomputed"
     INSPECTION_FEEDBACK_ISSUED = "inspection.feedback_issued"
     INSPECTION_COVERAGE_GAP = "inspection.coverage_gap"
     # assessment (考核)

@@ -12,8 +12,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from schemas.case_state import CaseState
 from schemas.codes import CODE_PATTERN, AgencyCode
-from schemas.common import DeadlineView, HistoryEntry, Link, Model, OperatorAction
+from schemas.common import DeadlineView, HistoryEntry, Link, Model, OperatorAction, Ref
 from schemas.ledger import LedgerEvent
 from schemas.rectification import ProblemList, Severity
 
@@ -88,10 +89,11 @@ class UnitInspectionStart(Model):
     kind: Kind
     lead: AgencyCode
     trigger: Trigger
-    areas: list[Area] = Field(default_factory=lambda: list(Area), min_length=1)
-    focus: list[str] = Field(default_factory=list, max_length=200,
+    areas: list[Area] = Field(default_factory=lambda: list(Area), min_length=1, max_length=len(Area))
+    focus: list[Ref] = Field(default_factory=list, max_length=200,
                              description="carried-over problem numbers to look at first")
     timings: InspectionTimings = Field(default_factory=InspectionTimings)
+    resume: dict | None = Field(None, description="set by the workflow itself when it continues as new")
 
     @model_validator(mode="after")
     def _fits(self) -> UnitInspectionStart:
@@ -114,7 +116,7 @@ class UnitInspectionStart(Model):
 class SubmitSelfInspection(OperatorAction):
     summary: str = Field(min_length=2, max_length=5000, description="自查报告摘要")
     problems_found: int = Field(0, ge=0, le=10000, description="自查发现问题数")
-    attachments: list[str] = Field(default_factory=list, max_length=50)
+    attachments: list[Ref] = Field(default_factory=list, max_length=50, description="≤ 200 characters each")
 
 
 class RecordMethod(OperatorAction):
@@ -204,6 +206,8 @@ class InspectionStatus(BaseModel):
     findings: list[FindingView]
     evaluation: EvaluationView | None
     history: list[HistoryEntry]
+    notes: int = Field(0, description="free notes received (add_note)")
+    history_total: int = Field(0, description="all entries; `history` holds the latest 100, the ledger all")
     links: list[Link]
 
 
@@ -340,3 +344,13 @@ class RecordInspection(BaseModel):
     method: MethodRow | None = None
     findings: list[FindingRow] = Field(default_factory=list, description="new or updated finding rows")
     evaluation: EvaluationRow | None = None
+
+
+class InspectionState(CaseState):
+    """What a UnitInspection carries (workflows/unit_inspection.py)."""
+
+    stage: Stage = Stage.SELF_INSPECTION
+    methods: list[MethodView] = Field(default_factory=list)
+    findings: list[FindingRow] = Field(default_factory=list)
+    evaluation: EvaluationView | None = None
+    self_missed: bool = False

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from schemas.case_state import CaseState
 from schemas.codes import CODE_PATTERN, NUMBER_PATTERN
-from schemas.common import DeadlineView, HistoryEntry, Link, Model, OperatorAction
+from schemas.common import DeadlineView, HistoryEntry, Link, Model, OperatorAction, Ref
 
 
 class OriginKind(StrEnum):
@@ -66,6 +67,7 @@ class RectificationStart(Model):
     severity: Severity = Severity.GENERAL
     issued_by: str = Field(min_length=1, max_length=50)
     timings: RectificationTimings = Field(default_factory=RectificationTimings)
+    resume: dict | None = Field(None, description="set by the workflow itself when it continues as new")
 
     @model_validator(mode="after")
     def _one_deadline(self) -> RectificationStart:
@@ -77,7 +79,7 @@ class RectificationStart(Model):
 
 class SubmitReport(OperatorAction):
     measures: str = Field(min_length=2, max_length=5000, description="整改措施")
-    evidence: list[str] = Field(default_factory=list, max_length=50, description="evidence references")
+    evidence: list[Ref] = Field(default_factory=list, max_length=50, description="evidence references (≤ 200 characters each)")
 
 
 class Review(OperatorAction):
@@ -114,6 +116,8 @@ class RectificationStatus(BaseModel):
     escalated: bool
     carried_over: int
     history: list[HistoryEntry]
+    notes: int = Field(0, description="free notes received (add_note)")
+    history_total: int = Field(0, description="all entries; `history` holds the latest 100, the ledger all")
     links: list[Link]
 
 
@@ -124,3 +128,15 @@ class RectificationResult(BaseModel):
     escalated: bool
     carried_over: int
     links: list[Link]
+
+
+class RectificationState(CaseState):
+    """What a Rectification carries (workflows/rectification.py)."""
+
+    stage: Stage = Stage.RECTIFYING
+    missed: int = 0
+    reopened: int = 0
+    extensions: int = 0
+    escalated: bool = False
+    carried_over: int = 0
+    lookback_due_at: datetime | None = None

@@ -12,7 +12,8 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.assessment import AssessmentActivities
-from activities.ledger import insert_event, upsert_snapshot
+from activities.ledger import append_event, upsert_snapshot
+from config.chain_key import ChainKey
 from schemas.assessment import AssessmentResult, AssessmentStatus, PublishScores, ScoreYear
 from schemas.inspection import InspectionSnapshot
 from schemas.ledger import ClueSnapshot, LedgerEvent, RectificationSnapshot
@@ -25,6 +26,8 @@ from .support import assert_replays, wait_for
 CHINA = timezone(timedelta(hours=8))
 MR, NR, EE, TR = "market_regulation", "natural_resources", "ecology_environment", "transport"
 AGENCIES = {"law_office", "discipline", "court", "procuratorate", "justice", "tour_office", "coordination_group"}
+
+KEY = ChainKey.generate()
 
 
 def at(year: int, month: int, day: int, hour: int = 10) -> datetime:
@@ -43,7 +46,7 @@ async def inspection(pool, wid: str, unit: str, year: int, *, kind: str = "routi
         completed_at=at(year, 4, 8) if stage == "completed" else None)
     async with pool.acquire() as conn:
         await upsert_snapshot(conn, "inspections", "workflow_id", snap)
-        await insert_event(conn, "inspection", wid, LedgerEvent(seq=0, event="started", occurred_at=at(year, 3, 2)))
+        await append_event(conn, KEY, "inspection", wid, LedgerEvent(seq=0, event="started", occurred_at=at(year, 3, 2)))
         if score is not None:
             await conn.execute(
                 "INSERT INTO inspection_evaluations (workflow_id, unit, year, kind, score, grade, agency, operator) "
@@ -66,7 +69,7 @@ async def problem(pool, no: str, unit: str, events: list[tuple[str, datetime]]) 
     async with pool.acquire() as conn:
         await upsert_snapshot(conn, "rectifications", "problem_no", snap)
         for seq, (event, when) in enumerate(events):
-            await insert_event(conn, "rectification", no, LedgerEvent(seq=seq, event=event, occurred_at=when,
+            await append_event(conn, KEY, "rectification", no, LedgerEvent(seq=seq, event=event, occurred_at=when,
                                                                       data={"stage": "x"}))
 
 
@@ -83,7 +86,7 @@ async def clue(pool, no: str, route: str, source: str, target: str, year: int,
         await upsert_snapshot(conn, "clues", "clue_no", snap)
         for seq, (event, when, responsible) in enumerate(events):
             data = {"responsible": responsible, "deadline": event.split(".")[0]} if responsible else {}
-            await insert_event(conn, "clue", no, LedgerEvent(seq=seq, event=event, occurred_at=when, data=data))
+            await append_event(conn, KEY, "clue", no, LedgerEvent(seq=seq, event=event, occurred_at=when, data=data))
 
 
 @pytest.fixture(scope="module")

@@ -260,3 +260,27 @@ async def test_receiver_handler(db_url, loaded):
     lines = out.getvalue().splitlines()
     assert len(lines) == 1, "one line per event, repeats dropped"
     assert lines[0].endswith("  law_office  rectification.required  请在 30 日内完成整改  [verified]")
+
+
+async def test_receiver_keeps_the_connection_alive(db_url, loaded, demo_receiver):
+    """Two signed events on one TCP connection: the second needs no new handshake."""
+    secret = await loaded.fetchval("SELECT callback_secret FROM parties WHERE code = 'court'")
+    reader, writer = await asyncio.open_connection("127.0.0.1", demo_receiver.port)
+    statuses = []
+    try:
+        for n in (1, 2):
+            body = json.dumps({"id": f"ka{n}", "type": "ping", "data": {"summary": f"第{n}次"}},
+                              ensure_ascii=False).encode()
+            headers = webhook_headers(secret, f"keepalive-{n}-{time.time_ns()}", body)
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            writer.write((f"POST /hooks/court HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+            await writer.drain()
+            response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            statuses.append(response.split(b" ", 2)[1])
+            assert b"connection: close" not in response.lower()
+    finally:
+        writer.close()
+    assert statuses == [b"204", b"204"]
+    lines = [await read_line(demo_receiver.proc) for _ in range(2)]
+    assert "第1次" in lines[0] and "第2次" in lines[1]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
-import shutil
+import re
 import stat
 import subprocess
 import sys
@@ -26,11 +27,12 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.worker import Replayer, Worker
 
 from config.settings import Settings, SettingsError, load_settings
@@ -52,6 +54,8 @@ from workers.embedded import (
     temporal_cli_path,
     wait_for_port,
 )
+
+from .browser import CHROMIUM, Browser
 
 UI = "http://127.0.0.1:8233"
 BIN = Path(sys.executable).parent
@@ -262,10 +266,8 @@ async def codec_server():
     """(base URL, settings) of a codec server on 127.0.0.1 with a fresh key, namespace `default`."""
     s = codec_settings(namespace="default")
     server = await start_codec_server(s, 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", s
-    server.close()
-    await server.wait_closed()
+    yield server.url, s
+    await server.stop()
 
 
 def as_proto_json(payloads: list[Payload]) -> dict:
@@ -356,6 +358,146 @@ async def test_codec_server_refuses_what_it_must_not_serve(codec_server):
     foreign = EncryptionCodec(KeyRing.generate("elsewhere"))
     unknown = await post(f"{base}/decode", as_proto_json(await foreign.encode([json_payload("x")])))
     assert unknown.status_code == 400 and "'elsewhere'" in unknown.text
+
+
+# --- login: the Web UI's bearer access token ------------------------------------------------------
+
+
+class Issuer:
+    """A real OIDC issuer's public side on 127.0.0.1: discovery document and JWKS, and tokens
+    signed with its RSA key (what the identity provider behind the Web UI hands out)."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = "k-2026"
+        self.jwks_fetches = 0
+
+    async def start(self) -> Issuer:
+        import jwt
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        from workers.http_server import start_app
+
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+
+        async def discovery(request):
+            return JSONResponse({"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
+
+        async def jwks(request):
+            self.jwks_fetches += 1
+            return JSONResponse({"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
+
+        app = Starlette(routes=[Route("/.well-known/openid-configuration", discovery), Route("/jwks", jwks)])
+        self.server = await start_app(app, "127.0.0.1", 0)
+        self.url = self.server.url
+        return self
+
+    def token(self, key=None, kid: str | None = None, **claims: object) -> str:
+        import jwt
+
+        now = int(time.time())
+        body = {"iss": self.url, "aud": "temporal-ui", "sub": "yangfan@county", "iat": now, "exp": now + 300}
+        body.update(claims)
+        return jwt.encode(body, key or self.key, algorithm="RS256", headers={"kid": kid or self.kid})
+
+
+@pytest.fixture
+async def login_codec_server():
+    issuer = await Issuer().start()
+    s = codec_settings(namespace="default", codec_oidc_issuer=issuer.url, codec_oidc_audience="temporal-ui")
+    server = await start_codec_server(s, 0)
+    yield server.url, issuer
+    await server.stop()
+    await issuer.server.stop()
+
+
+async def test_with_login_on_only_a_valid_access_token_gets_through(login_codec_server):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    base, issuer = login_codec_server
+    body = as_proto_json([json_payload("机密")])
+    bearer = lambda token: {"Authorization": f"Bearer {token}"}  # noqa: E731
+    missing = await post(f"{base}/encode", body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert (await post(f"{base}/encode", body, Authorization="Basic eWFuZzpwdw==")).status_code == 401
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = {
+        "forged": issuer.token(key=other_key),
+        "expired": issuer.token(exp=int(time.time()) - 3600),
+        "other audience": issuer.token(aud="someone-else"),
+        "other issuer": issuer.token(iss="https://idp.elsewhere.example"),
+        "unknown key id": issuer.token(kid="not-published"),
+        "not a JWT": "abc.def",
+    }
+    for why, token in refused.items():
+        answer = await post(f"{base}/encode", body, **bearer(token))
+        assert answer.status_code == 401, (why, answer.text)
+        assert "机密" not in answer.text
+    good = issuer.token()
+    encoded = await post(f"{base}/encode", body, **bearer(good))
+    assert encoded.status_code == 200, encoded.text
+    decoded = await post(f"{base}/decode", encoded.json(), **bearer(good))
+    assert from_proto_json(decoded.json()) == [json_payload("机密")]
+    assert issuer.jwks_fetches <= 2, "keys are cached (one more fetch for the unknown key id)"
+    # the browser: preflights carry no token and pass; a 401 is readable by the allowed origin
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        preflight = await http.options(f"{base}/decode", headers={
+            "Origin": UI, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace"})
+    assert preflight.status_code == 204
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    from_ui = await post(f"{base}/decode", body, Origin=UI)
+    assert from_ui.status_code == 401 and from_ui.headers["access-control-allow-origin"] == UI
+
+
+def test_login_settings_need_an_audience_and_urls(monkeypatch):
+    monkeypatch.setenv("DUCHA_CODEC_OIDC_ISSUER", "https://idp.example.gov.cn/realms/county")
+    with pytest.raises(SettingsError, match="DUCHA_CODEC_OIDC_AUDIENCE"):
+        load_settings()
+    monkeypatch.setenv("DUCHA_CODEC_OIDC_AUDIENCE", "temporal-ui")
+    assert load_settings().codec_oidc_issuer == "https://idp.example.gov.cn/realms/county"
+    monkeypatch.setenv("DUCHA_CODEC_OIDC_ISSUER", "idp.example.gov.cn")
+    with pytest.raises(SettingsError, match="DUCHA_CODEC_OIDC_ISSUER"):
+        load_settings()
+
+
+async def test_concurrent_connections_are_bounded():
+    """DUCHA_CODEC_MAX_CONNECTIONS=1: while one (kept-alive) connection is open, a second one is
+    answered 503; once the first closes, requests are served again."""
+    s = codec_settings(namespace="default", codec_max_connections=1)
+    server = await start_codec_server(s, 0)
+    request = (b"POST /decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               b"X-Namespace: default\r\nContent-Length: 16\r\n\r\n{\"payloads\": []}")
+
+    async def status_on(reader, writer) -> bytes:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+        await reader.readexactly(length)
+        return head.split(b" ", 2)[1]
+
+    try:
+        first = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await status_on(*first) == b"200"  # and the connection stays open
+        second = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await status_on(*second) == b"503"
+        second[1].close()
+        first[1].close()
+        for _ in range(100):  # the server notices the closed connections
+            again = await asyncio.open_connection("127.0.0.1", server.port)
+            status = await status_on(*again)
+            again[1].close()
+            if status == b"200":
+                break
+            await asyncio.sleep(0.1)
+        assert status == b"200"
+    finally:
+        await server.stop()
 
 
 # --- on the dev server: raw history vs decoded --------------------------------------------------
@@ -509,111 +651,6 @@ async def test_clue_transfer_details_never_reach_temporal_in_plain_text(dev_env,
     await Replayer(workflows=ALL_WORKFLOWS, data_converter=converter).replay_workflow(history)
 
 
-# --- a real browser: headless Chromium driven over the DevTools protocol --------------------------
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-class Browser:
-    """Headless Chromium and a minimal DevTools-protocol client (a WebSocket over asyncio), so a
-    test can load the Web UI as an operator's browser does: same JavaScript, same CORS rules."""
-
-    def __init__(self, profile: Path) -> None:
-        self.profile = profile
-        self.proc: asyncio.subprocess.Process | None = None
-        self.next_id = 0
-
-    async def __aenter__(self) -> Browser:
-        self.proc = await asyncio.create_subprocess_exec(
-            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        port_file = self.profile / "DevToolsActivePort"
-        content = ""
-        for _ in range(300):
-            try:
-                content = await asyncio.to_thread(port_file.read_text)
-            except FileNotFoundError:
-                content = ""
-            if "\n" in content:
-                break
-            await asyncio.sleep(0.1)
-        port = int(content.split()[0])
-        async with httpx.AsyncClient(trust_env=False) as http:
-            targets = (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
-        ws_url = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
-        path = "/" + ws_url.split("/", 3)[3]
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        assert b" 101 " in head.split(b"\r\n", 1)[0], head
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.writer.close()
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 20)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-    async def call(self, method: str, **params: object) -> dict:
-        self.next_id += 1
-        data = json.dumps({"id": self.next_id, "method": method, "params": params}).encode()
-        mask = os.urandom(4)
-        n = len(data)
-        size = bytes([0x80 | n]) if n < 126 else (
-            bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else bytes([0x80 | 127]) + n.to_bytes(8, "big"))
-        self.writer.write(b"\x81" + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-        await self.writer.drain()
-        while True:  # events arrive in between; wait for our answer
-            message = json.loads(await self._read_message())
-            if message.get("id") == self.next_id:
-                assert "error" not in message, message
-                return message["result"]
-
-    async def _read_message(self) -> bytes:
-        chunks = []
-        while True:
-            b0, b1 = await self.reader.readexactly(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = int.from_bytes(await self.reader.readexactly(2), "big")
-            elif n == 127:
-                n = int.from_bytes(await self.reader.readexactly(8), "big")
-            chunk = await self.reader.readexactly(n)
-            if b0 & 0x0F in (0x1, 0x0):  # text, continuation (pings and the like are ignored)
-                chunks.append(chunk)
-                if b0 & 0x80:
-                    return b"".join(chunks)
-
-    async def page_text(self, url: str, wanted: str, timeout: float = 60) -> str:
-        """Open `url`; the page's visible text once it contains `wanted` (or at the timeout)."""
-        await self.call("Page.navigate", url=url)
-        text = ""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline and wanted not in text:
-            await asyncio.sleep(0.5)
-            result = await self.call("Runtime.evaluate", returnByValue=True,
-                                     expression="document.body ? document.body.innerText : ''")
-            text = result["result"].get("value") or ""
-        return text
-
-    async def fetch_status(self, url: str) -> str:
-        """POST {"payloads": []} to `url` from the current page, as the Web UI's code does."""
-        result = await self.call("Runtime.evaluate", awaitPromise=True, returnByValue=True, expression=(
-            f"fetch({json.dumps(url)}, {{method: 'POST', body: JSON.stringify({{payloads: []}}), "
-            "headers: {'Content-Type': 'application/json', 'X-Namespace': 'default'}})"
-            ".then(r => 'status ' + r.status, e => 'blocked ' + e.message)"))
-        return result["result"]["value"]
-
-
 # --- the issue's demonstration, on `ducha up` ----------------------------------------------------
 
 
@@ -623,11 +660,12 @@ def test_ducha_up_encrypts_and_the_ui_reads_through_its_codec_server(tmp_path):
     is ciphertext in `temporal workflow show`, and plain text through the codec server that the
     Web UI is pointed at."""
     data_dir = tmp_path / "data"
-    ports = {k: free_port() for k in ("grpc", "ui", "pg", "receiver", "codec")}
+    ports = {k: free_port() for k in ("grpc", "ui", "pg", "receiver", "codec", "board")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUCHA_")}
     env.update(DUCHA_DATA_DIR=str(data_dir), DUCHA_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['grpc']}",
                DUCHA_UI_PORT=str(ports["ui"]), DUCHA_PG_PORT=str(ports["pg"]),
-               DUCHA_RECEIVER_PORT=str(ports["receiver"]), DUCHA_CODEC_PORT=str(ports["codec"]))
+               DUCHA_RECEIVER_PORT=str(ports["receiver"]), DUCHA_CODEC_PORT=str(ports["codec"]),
+               DUCHA_BOARD_PORT=str(ports["board"]))
     log = tmp_path / "up.log"
     proc = subprocess.Popen([str(BIN / "ducha"), "up"], env=env, stdout=open(log, "ab"),
                             stderr=subprocess.STDOUT)
@@ -737,3 +775,125 @@ def test_ducha_up_encrypts_and_the_ui_reads_through_its_codec_server(tmp_path):
     assert proc.returncode == 0, log.read_text(errors="replace")
     for port in ports.values():
         assert not port_is_open("127.0.0.1", port), f"port {port} still open after Ctrl-C"
+
+
+# --- hostile payloads: refused, never fatal ----------------------------------------------------
+
+
+class PoisonNote(BaseModel):
+    text: str
+
+
+@workflow.defn(name="CodecPoisonTarget", sandboxed=False)
+class PoisonTarget:
+    """Takes notes by signal and by update until `finish`."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: self.done)
+        return self.notes
+
+    @workflow.signal
+    def note(self, note: PoisonNote) -> None:
+        self.notes.append(note.text)
+
+    @workflow.update
+    def add(self, note: PoisonNote) -> int:
+        self.notes.append(note.text)
+        return len(self.notes)
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.query
+    def seen(self) -> list[str]:
+        return list(self.notes)
+
+
+class PoisonCodec(PayloadCodec):
+    """What a hostile (or misconfigured) client sends: payloads the worker's keys cannot open.
+    Decodes with the real codec, so the client can read the worker's answers."""
+
+    def __init__(self, kind: str, real: EncryptionCodec) -> None:
+        self.kind, self.real = kind, real
+
+    async def encode(self, payloads):
+        out = []
+        for p in payloads:
+            if self.kind == "unknown key":
+                [sealed] = await EncryptionCodec(KeyRing.generate("intruder")).encode([p])
+            elif self.kind == "bad tag":  # the worker's key id, another key
+                [sealed] = await EncryptionCodec(KeyRing("k1", {"k1": os.urandom(32)})).encode([p])
+            else:  # plain bytes that only claim to be encrypted
+                sealed = Payload(metadata={"encoding": ENCODING, KEY_ID_KEY: b"k1"},
+                                 data=b"POISON-PLAIN" + p.SerializeToString())
+            out.append(sealed)
+        return out
+
+    async def decode(self, payloads):
+        return await self.real.decode(payloads)
+
+
+async def test_bound_codec_refuses_what_it_cannot_open_and_logs_no_bytes():
+    from structlog.testing import capture_logs
+    from temporalio.converter import WorkflowSerializationContext
+
+    ring = KeyRing.generate("k1")
+    [sealed] = await EncryptionCodec(KeyRing.generate("intruder")).encode([json_payload("SECRET-x")])
+    bound = EncryptionCodec(ring).with_context(WorkflowSerializationContext(namespace="default",
+                                                                            workflow_id="wf-poison"))
+    with capture_logs() as logs:
+        [refused] = await bound.decode([sealed])
+    assert refused.metadata["encoding"] == b"binary/undecryptable"
+    with pytest.raises(Exception, match="binary/undecryptable"):
+        pydantic_data_converter.payload_converter.from_payloads([refused], [str])
+    [entry] = [e for e in logs if e["event"].startswith("payload refused")]
+    assert entry["workflow_id"] == "wf-poison" and "'intruder'" in entry["reason"]
+    assert sealed.data.hex() not in repr(logs) and repr(sealed.data) not in repr(logs)
+    with pytest.raises(CodecError):  # unbound (the codec server): still an error, answered 400
+        await EncryptionCodec(ring).decode([sealed])
+
+
+async def test_poison_signals_and_updates_leave_the_workflow_running(dev_env):
+    from structlog.testing import capture_logs
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+
+    s = codec_settings()
+    converter = data_converter(s)
+    secure = with_converter(dev_env.client, converter)
+    task_queue = f"poison-{uuid.uuid4().hex[:8]}"
+    kinds = ("unknown key", "bad tag", "plain bytes")
+    with capture_logs() as logs:
+        async with Worker(secure, task_queue=task_queue, workflows=[PoisonTarget]):
+            handle = await secure.start_workflow(PoisonTarget.run, id=f"poison-{uuid.uuid4().hex[:8]}",
+                                                 task_queue=task_queue)
+            for kind in kinds:
+                hostile = with_converter(dev_env.client, dataclasses.replace(
+                    converter, payload_codec=PoisonCodec(kind, converter.payload_codec)))
+                poisoned = hostile.get_workflow_handle(handle.id)
+                await poisoned.signal(PoisonTarget.note, PoisonNote(text=f"POISON signal {kind}"))
+                with pytest.raises(WorkflowUpdateFailedError):
+                    await poisoned.execute_update(PoisonTarget.add, PoisonNote(text=f"POISON update {kind}"))
+                # the next good signal and update are taken
+                await handle.signal(PoisonTarget.note, PoisonNote(text=f"good after {kind}"))
+                assert await handle.execute_update(PoisonTarget.add, PoisonNote(text=f"update after {kind}")) \
+                    == 2 * (kinds.index(kind) + 1)
+            assert await handle.query(PoisonTarget.seen) == [
+                t for k in kinds for t in (f"good after {k}", f"update after {k}")]
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            await handle.signal(PoisonTarget.finish)
+            assert len(await handle.result()) == 6
+    history = await handle.fetch_history()
+    types = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in types, "no workflow task ever failed"
+    assert types.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == 7  # 3 poison, 3 good, finish
+    refused = [e for e in logs if e["event"].startswith("payload refused")]
+    assert len(refused) >= 6 and all(e.get("workflow_id") == handle.id for e in refused)
+    assert "POISON" not in repr(refused)
+    await Replayer(workflows=[PoisonTarget], data_converter=converter).replay_workflow(history)

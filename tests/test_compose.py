@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-APP_SERVICES = ("migrate", "calendar", "schedules", "worker")
+APP_SERVICES = ("migrate", "calendar", "schedules", "worker", "board")
 ONE_SHOTS = {
     "ducha-db-init",
     "temporal-admin-tools",
@@ -40,7 +40,10 @@ ESSENTIAL_WORKER_ENV = (
     "DUCHA_TASK_QUEUE",
     "DUCHA_DATABASE_URL",
 )
-SECRET_KEYS = ("POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD", "PGPASSWORD", "APP_DB_PASSWORD")
+SECRET_KEYS = ("POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD", "PGPASSWORD", "APP_DB_PASSWORD",
+               "OWNER_DB_PASSWORD", "DUCHA_LEDGER_CHAIN_KEY")
+# Only `migrate` holds the owner's URL; every other app setting is shared (least privilege).
+OWNER_ONLY = {"migrate": "DUCHA_DATABASE_OWNER_URL"}
 # Who must wait for whom, and how (the start-up order of docs/deployment.md).
 EXPECTED_DEPENDENCIES = {
     "ducha-db-init": {"postgresql": "service_healthy"},
@@ -57,6 +60,10 @@ EXPECTED_DEPENDENCIES = {
     "worker": {
         "migrate": "service_completed_successfully",
         "temporal-namespace": "service_completed_successfully",
+        "temporal": "service_healthy",
+    },
+    "board": {
+        "migrate": "service_completed_successfully",
         "temporal": "service_healthy",
     },
 }
@@ -234,8 +241,16 @@ def app_env_problems(compose: dict) -> list[str]:
                 problems.append(f"{name}: {key} is not a field of config.settings.Settings")
             elif not key.startswith("DUCHA_"):
                 problems.append(f"{name}: {key} is not a DUCHA_ setting")
-    if len({tuple(sorted(env.items())) for env in envs.values()}) != 1:
+    shared = {name: {k: v for k, v in env.items() if k != OWNER_ONLY.get(name)} for name, env in envs.items()}
+    if len({tuple(sorted(env.items())) for env in shared.values()}) != 1:
         problems.append("the app services do not share one environment")
+    for name, env in envs.items():
+        owner = env.get("DUCHA_DATABASE_OWNER_URL")
+        if name not in OWNER_ONLY and owner:
+            problems.append(f"{name} holds the owner's database URL (only migrate may)")
+        user = urlsplit(with_defaults(env.get("DUCHA_DATABASE_URL", ""), required="secret")).username
+        if owner and urlsplit(with_defaults(owner, required="secret")).username == user:
+            problems.append(f"{name}: the service connects as the owner {user!r}")
     worker = envs["worker"]
     problems += [f"worker lacks {key}" for key in ESSENTIAL_WORKER_ENV if not worker.get(key)]
     if worker.get("DUCHA_TASK_QUEUE") != "ducha":
@@ -264,7 +279,7 @@ def secret_problems(compose: dict) -> list[str]:
                 problems.append(
                     f"{name}: {key} must come from .env as ${{VAR:?...}}, not {value!r}"
                 )
-            if key == "DUCHA_DATABASE_URL":
+            if key in ("DUCHA_DATABASE_URL", "DUCHA_DATABASE_OWNER_URL"):
                 password = urlsplit(with_defaults(value, required="<from-env>")).password
                 if password != "<from-env>" or "${" not in value:
                     problems.append(f"{name}: the database password in {key} must come from .env")
@@ -327,6 +342,37 @@ def mount_problems(compose: dict) -> list[str]:
     return problems
 
 
+def board_problems(compose: dict) -> list[str]:
+    """督办看板: `ducha board` from the app image, listening on all container interfaces on the
+    port its healthcheck probes, published on loopback unless configured, restarted."""
+    board = compose["services"].get("board")
+    if board is None:
+        return ["no board service"]
+    problems = []
+    args = command_args(board.get("command"))
+    if not args or args[0] != "board":
+        problems.append(f"board runs {args}, not `ducha board`")
+    host = args[args.index("--host") + 1] if "--host" in args else Settings().board_host
+    port = args[args.index("--port") + 1] if "--port" in args else str(Settings().board_port)
+    if host != "0.0.0.0":
+        problems.append(f"board listens on {host!r} inside its container: unreachable through a port")
+    probe = " ".join(command_args(board.get("healthcheck", {}).get("test")))
+    if f"127.0.0.1:{port}/healthz" not in probe:
+        problems.append(f"board healthcheck does not probe /healthz on port {port}")
+    published = [with_defaults(p) for p in board.get("ports", [])]
+    if not published or not all(p.endswith(f":{port}") for p in published):
+        problems.append(f"board does not publish its port {port}: {published}")
+    if any(not p.startswith("127.0.0.1:") for p in published):
+        problems.append(f"board is published beyond loopback by default: {published}")
+    if board.get("restart") not in ("always", "unless-stopped", "on-failure"):
+        problems.append("board has no restart policy")
+    ui_url = environment(board).get("DUCHA_BOARD_UI_URL", "")
+    ui_ports = [with_defaults(p).rsplit(":", 2) for p in compose["services"].get("temporal-ui", {}).get("ports", [])]
+    if not ui_url or not any(with_defaults(ui_url).endswith(f":{p[1]}") for p in ui_ports if len(p) == 3):
+        problems.append(f"board links to {ui_url!r}, not the Web UI's published port")
+    return problems
+
+
 RULES = {
     "dependencies": dependency_problems,
     "graph": graph_problems,
@@ -337,6 +383,7 @@ RULES = {
     "search_attributes": search_attribute_problems,
     "ui": ui_problems,
     "mounts": mount_problems,
+    "board": board_problems,
 }
 
 
@@ -413,6 +460,8 @@ def test_every_compose_variable_is_documented_in_env_example() -> None:
     # the secrets are left for the operator to fill in, never given a value in the example
     assert re.search(r"^POSTGRES_PASSWORD=$", example, re.MULTILINE)
     assert re.search(r"^APP_DB_PASSWORD=$", example, re.MULTILINE)
+    assert re.search(r"^OWNER_DB_PASSWORD=$", example, re.MULTILINE)
+    assert re.search(r"^DUCHA_LEDGER_CHAIN_KEY=$", example, re.MULTILINE)
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")
@@ -558,6 +607,12 @@ BROKEN = [
     ),
     (
         "app_env",
+        _break("services/worker/environment/DUCHA_DATABASE_OWNER_URL",
+               "postgresql://ducha:${OWNER_DB_PASSWORD:?x}@postgresql:5432/ducha"),
+        "holds the owner's database URL",
+    ),
+    (
+        "app_env",
         _break("services/worker/environment/DUCHA_TASK_QUEUE", delete=True),
         "worker lacks DUCHA_TASK_QUEUE",
     ),
@@ -614,6 +669,14 @@ BROKEN = [
         _break("services/temporal/volumes", ["./deploy/missing:/etc/x:ro"]),
         "mounts ./deploy/missing",
     ),
+    ("board", _break("services/board", delete=True), "no board service"),
+    ("board", _break("services/board/command", ["worker"]), "not `ducha board`"),
+    ("board", _break("services/board/command", ["board"]), "unreachable through a port"),
+    ("board", _break("services/board/ports", ["8791:8791"]), "beyond loopback"),
+    ("board", _break("services/board/healthcheck", {"test": ["CMD", "true"]}), "does not probe /healthz"),
+    ("board", _break("services/board/environment/DUCHA_BOARD_UI_URL", "http://127.0.0.1:8233"),
+     "not the Web UI's published port"),
+    ("graph", _break("services/board/depends_on/temporal", delete=True), "board depends on"),
 ]
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -102,6 +103,16 @@ def test_up_serves_ui_registers_attributes_and_stops_cleanly(tmp_path):
                                  capture_output=True, text=True, timeout=60, check=True).stdout
         registry = json.loads(listing)
         assert len(registry["agencies"]) == 8 and len(registry["units"]) >= 20
+        # 督办看板 is served, reads the migrated ledger and links to this stack's Web UI
+        board = f"http://127.0.0.1:{ports['board']}"
+        assert f"{board}/" in log.read_text(errors="replace")
+        with httpx.Client(trust_env=False, timeout=30) as http:
+            assert http.get(f"{board}/healthz").status_code == 200
+            page = http.get(f"{board}/").text
+            data = http.get(f"{board}/api/board").json()["data"]
+        assert "督办看板" in page and "各执法单位" in page
+        assert data["coverage"]["units"] == len(registry["units"])
+
         up = log.read_text(errors="replace")
         for url in (f"http://127.0.0.1:{ports['ui']}/", f"http://127.0.0.1:{ports['board']}",
                     f"http://127.0.0.1:{ports['codec']}", f"http://127.0.0.1:{ports['receiver']}/hooks/",

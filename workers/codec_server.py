@@ -7,44 +7,46 @@
 Only the last path segment counts (the protocol lets the endpoint live under any prefix).
 Browsers may call it only from the configured UI origins (DUCHA_CODEC_CORS_ORIGINS, default the
 embedded Web UI): any request that carries another `Origin` is refused, and preflights are
-answered for the allowed ones only. Requests without `Origin` (the `temporal` CLI, curl) are not
-browser requests and need no CORS. `X-Namespace` (the UI and the CLI send it) must name the
-configured namespace. Payload contents are never logged.
+answered (Starlette's CORSMiddleware) for the allowed ones only. Requests without `Origin` (the
+`temporal` CLI, curl) are not browser requests and need no CORS. `X-Namespace` (the UI and the
+CLI send it) must name the configured namespace. Payload contents are never logged.
 
-It decrypts for whoever can reach it: it listens on 127.0.0.1 by default, and in production
-belongs behind the same authenticating proxy as the Web UI (docs/deployment.md).
+With login on (DUCHA_CODEC_OIDC_ISSUER + DUCHA_CODEC_OIDC_AUDIENCE) every encode/decode needs
+the Web UI's access token (`Authorization: Bearer`, sent by the UI when "pass access token" is
+on), verified by workers/oidc.py; without a valid one the answer is 401. Without login it
+decrypts for whoever can reach it: it listens on 127.0.0.1 by default, and in production belongs
+behind the same authenticating proxy as the Web UI (docs/deployment.md). Connections served at
+once are bounded (DUCHA_CODEC_MAX_CONNECTIONS, uvicorn's limit_concurrency; beyond it: 503).
+
+A Starlette app served by uvicorn (workers/http_server.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
 from config.settings import Settings
 from workers.codec import CodecError, EncryptionCodec, codec_from_settings
+from workers.http_server import RunningServer, run_foreground, start_app
+from workers.oidc import TokenError, TokenVerifier
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_HEADER_LINES = 100
-READ_TIMEOUT_SECONDS = 30
-ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization"
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Payload Too Large", 415: "Unsupported Media Type"}
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
+ALLOWED_HEADERS = ["Content-Type", "X-Namespace", "Authorization"]
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def ui_origins(settings: Settings) -> list[str]:
@@ -54,98 +56,120 @@ def ui_origins(settings: Settings) -> list[str]:
     return [f"http://127.0.0.1:{settings.ui_port}", f"http://localhost:{settings.ui_port}"]
 
 
-class CodecService:
-    """Request handling, independent of the socket server."""
+def _text(status: int, message: str = "", headers: dict[str, str] | None = None) -> Response:
+    if status == 204:
+        return Response(status_code=204, headers={**NO_STORE, **(headers or {})})
+    return PlainTextResponse(message, status, headers={**NO_STORE, **(headers or {})})
 
-    def __init__(self, codec: EncryptionCodec, namespace: str, origins: Sequence[str]) -> None:
-        self.codec = codec
-        self.namespace = namespace
+
+class OriginGate:
+    """Outermost layer: a browser request from an origin that is not allowed gets 403 and no
+    CORS headers (CORSMiddleware alone would still run the request and answer without them)."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
         self.origins = frozenset(origins)
 
-    async def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
-        origin = headers.get("origin")
-        if origin is not None and origin not in self.origins:
-            print(f"codec-server: refused origin {origin!r}", file=sys.stderr, flush=True)
-            return Reply(403, b"origin not allowed")
-        reply = await self._route(method, target, headers, body)
-        if origin is not None:
-            reply.headers.update({
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Credentials": "true",
-                "Vary": "Origin",
-            })
-        return reply
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            origin = dict(scope["headers"]).get(b"origin")
+            if origin is not None and origin.decode("latin-1") not in self.origins:
+                print(f"codec-server: refused origin {origin.decode('latin-1')!r}", file=sys.stderr, flush=True)
+                await _text(403, "origin not allowed")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
-    async def _route(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
-        path = target.split("?", 1)[0].rstrip("/")
-        operation = path.rsplit("/", 1)[-1]
+
+class _CORS(CORSMiddleware):
+    """Starlette's CORS, answering a successful preflight with 204 No Content."""
+
+    def preflight_response(self, request_headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 200:
+            return response
+        headers = {k: v for k, v in response.headers.items()
+                   if k.lower() not in ("content-length", "content-type")}
+        return Response(status_code=204, headers={**headers, "Allow": "POST, OPTIONS"})
+
+
+class CodecService:
+    """Request handling: the protocol, the namespace and (with login on) the bearer token."""
+
+    def __init__(self, codec: EncryptionCodec, namespace: str, verifier: TokenVerifier | None = None) -> None:
+        self.codec = codec
+        self.namespace = namespace
+        self.verifier = verifier
+
+    async def endpoint(self, request: Request) -> Response:
+        operation = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         if operation not in ("encode", "decode"):
-            return Reply(404, b"unknown path: POST .../encode or .../decode")
-        if method == "OPTIONS":
-            allow = {"Access-Control-Allow-Methods": "POST, OPTIONS",
-                     "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-                     "Access-Control-Max-Age": "600", "Allow": "POST, OPTIONS"}
-            if headers.get("access-control-request-private-network") == "true":
-                allow["Access-Control-Allow-Private-Network"] = "true"
-            return Reply(204, headers=allow)
-        if method != "POST":
-            return Reply(405, b"POST only", headers={"Allow": "POST, OPTIONS"})
-        namespace = headers.get("x-namespace")
+            return _text(404, "unknown path: POST .../encode or .../decode")
+        if request.method == "OPTIONS":
+            return _text(204, headers={"Allow": "POST, OPTIONS"})
+        if request.method != "POST":
+            return _text(405, "POST only", {"Allow": "POST, OPTIONS"})
+        if self.verifier is not None:
+            try:
+                await self.verifier.verify_header(request.headers.get("authorization"))
+            except TokenError as exc:
+                return _text(401, str(exc), {"WWW-Authenticate": 'Bearer realm="ducha-codec"'})
+        namespace = request.headers.get("x-namespace")
         if namespace is None:
-            return Reply(400, f"X-Namespace header required (this server serves {self.namespace!r})".encode())
+            return _text(400, f"X-Namespace header required (this server serves {self.namespace!r})")
         if namespace != self.namespace:
-            return Reply(403, f"namespace {namespace!r} is not served here".encode())
-        if headers.get("content-type", "").split(";", 1)[0].strip().lower() != "application/json":
-            return Reply(415, b"Content-Type must be application/json")
+            return _text(403, f"namespace {namespace!r} is not served here")
+        if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() != "application/json":
+            return _text(415, "Content-Type must be application/json")
+        body = await _read_limited(request, MAX_BODY_BYTES)
+        if body is None:
+            return _text(413, "body too large")
         try:
             payloads = parse_payloads(body)
         except ValueError as exc:
-            return Reply(400, str(exc).encode())
+            return _text(400, str(exc))
         try:
             if operation == "encode":
                 result = await self.codec.encode(payloads)
             else:
                 result = await self.codec.decode(payloads)
         except CodecError as exc:
-            return Reply(400, str(exc).encode())
-        return Reply(200, render_payloads(result), "application/json")
+            return _text(400, str(exc))
+        return Response(render_payloads(result), 200, headers=NO_STORE, media_type="application/json")
 
-    async def on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(READ_TIMEOUT_SECONDS):
-                reply = await self._read_and_handle(reader)
-        except (TimeoutError, ValueError, asyncio.IncompleteReadError, ConnectionError):
-            reply = Reply(400, b"malformed request")
-        head = [f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, '')}",
-                f"Content-Length: {len(reply.body)}", "Connection: close",
-                "Cache-Control: no-store", "X-Content-Type-Options: nosniff"]
-        if reply.body:
-            head.append(f"Content-Type: {reply.content_type}")
-        head += [f"{name}: {value}" for name, value in reply.headers.items()]
-        with contextlib.suppress(ConnectionError):
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body)
-            await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
 
-    async def _read_and_handle(self, reader: asyncio.StreamReader) -> Reply:
-        request_line = (await reader.readline()).decode("latin-1").strip()
-        method, target, _version = request_line.split(" ", 2)
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADER_LINES):
-            line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
-            if not line:
-                break
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        else:
-            return Reply(400, b"too many headers")
-        length = int(headers.get("content-length", "0"))
-        if length > MAX_BODY_BYTES:
-            return Reply(413, b"body too large")
-        body = await reader.readexactly(length) if length else b""
-        return await self.handle(method, target, headers, body)
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is (or announces to be) longer than `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(codec: EncryptionCodec, settings: Settings, verifier: TokenVerifier | None = None) -> Starlette:
+    service = CodecService(codec, settings.namespace, verifier)
+    origins = ui_origins(settings)
+    return Starlette(
+        routes=[Route("/{path:path}", service.endpoint, methods=ALL_METHODS)],
+        middleware=[
+            Middleware(OriginGate, origins=origins),
+            Middleware(_CORS, allow_origins=origins, allow_methods=["POST", "OPTIONS"],
+                       allow_headers=ALLOWED_HEADERS, allow_credentials=True,
+                       allow_private_network=True, max_age=600),
+        ],
+    )
+
+
+def verifier_from_settings(settings: Settings) -> TokenVerifier | None:
+    if not settings.codec_oidc_issuer:
+        return None
+    return TokenVerifier(settings.codec_oidc_issuer, settings.codec_oidc_audience,
+                         settings.codec_oidc_jwks_url)
 
 
 def parse_payloads(body: bytes) -> list[Payload]:
@@ -166,7 +190,7 @@ def render_payloads(payloads: Sequence[Payload]) -> bytes:
     return json.dumps({"payloads": [MessageToDict(p) for p in payloads]}).encode()
 
 
-async def start_codec_server(settings: Settings, port: int, host: str = "127.0.0.1") -> asyncio.Server:
+async def start_codec_server(settings: Settings, port: int, host: str = "127.0.0.1") -> RunningServer:
     """Listen on host:port (0 picks a free port); needs configured keys."""
     codec = codec_from_settings(settings)
     if codec is None:
@@ -174,27 +198,27 @@ async def start_codec_server(settings: Settings, port: int, host: str = "127.0.0
             "codec-server: no encryption keys: set DUCHA_CODEC_KEYS and DUCHA_CODEC_KEY_ID, or "
             "DUCHA_CODEC_KEYS_FILE (`ducha up` creates {data_dir}/codec-keys.json)"
         )
-    service = CodecService(codec, settings.namespace, ui_origins(settings))
-    return await asyncio.start_server(service.on_connection, host, port)
+    verifier = verifier_from_settings(settings)
+    app = build_app(codec, settings, verifier)
+    # uvicorn counts the connection being served itself: N + 1 serves N at once.
+    server = await start_app(app, host, port, limit_concurrency=settings.codec_max_connections + 1)
+    if verifier is not None:
+        server.closers.append(verifier.close)
+    return server
 
 
 def serve(port: int, settings: Settings, host: str = "127.0.0.1") -> None:
     """`ducha codec-server`: run in the foreground until SIGINT/SIGTERM."""
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         server = await start_codec_server(settings, port, host)
-        print(f"codec-server: listening on http://{host}:{port} (namespace {settings.namespace}; "
-              f"browser origins {', '.join(ui_origins(settings))})", file=sys.stderr, flush=True)
-        async with server:
+        login = (f"login: bearer tokens of {settings.codec_oidc_issuer}" if settings.codec_oidc_issuer
+                 else "no login")
+        print(f"codec-server: listening on http://{host}:{server.port} (namespace {settings.namespace}; "
+              f"browser origins {', '.join(ui_origins(settings))}; {login})", file=sys.stderr, flush=True)
+        try:
             await stop.wait()
+        finally:
+            await server.stop()
 
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        print(f"codec-server: cannot listen on {host}:{port}: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    print("codec-server: stopped", file=sys.stderr, flush=True)
+    run_foreground("codec-server", host, port, main)

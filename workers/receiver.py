@@ -8,14 +8,15 @@ the Standard Webhooks signature, drops repeats of a webhook-id, and prints one l
 Answers 204 when accepted (also for a repeat), 401 on a bad signature, 404 for an unknown path
 or code, 400 for a body that is not JSON. Stops cleanly on SIGINT/SIGTERM.
 This is what an agency's endpoint does, in miniature (docs/agencies.md).
+
+A Starlette app served by uvicorn (workers/http_server.py); connections are kept alive between
+requests (KEEP_ALIVE_SECONDS), so a sender that reuses its connections pays no new handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,19 +25,21 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 import asyncpg
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
 from config.settings import Settings
 from rules.signing import SignatureError, verify
 from workers.db import create_pool
+from workers.http_server import run_foreground, start_app
 
 HOST = "127.0.0.1"
 MAX_BODY_BYTES = 1_000_000
-MAX_HEADER_LINES = 100
 DEDUPE_CAPACITY = 10_000
-READ_TIMEOUT_SECONDS = 15
-
-_REASONS = {204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Payload Too Large", 503: "Service Unavailable"}
+KEEP_ALIVE_SECONDS = 30
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @dataclass
@@ -111,42 +114,22 @@ class Receiver:
               file=self.out, flush=True)
         return Reply(204)
 
-    async def on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(READ_TIMEOUT_SECONDS):
-                reply = await self._read_and_handle(reader)
-        except (TimeoutError, ValueError, asyncio.IncompleteReadError, ConnectionError):
-            reply = Reply(400, "malformed request")
-        body = reply.message.encode()
-        head = (
-            f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, '')}\r\n"
-            f"Content-Length: {0 if reply.status == 204 else len(body)}\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
-        ).encode()
-        with contextlib.suppress(ConnectionError):
-            writer.write(head + (b"" if reply.status == 204 else body))
-            await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-    async def _read_and_handle(self, reader: asyncio.StreamReader) -> Reply:
-        request_line = (await reader.readline()).decode("latin-1").strip()
-        method, path, _version = request_line.split(" ", 2)
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADER_LINES):
-            line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
-            if not line:
-                break
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+    async def endpoint(self, request: Request) -> Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            reply = Reply(413, "body too large")
         else:
-            return Reply(400, "too many headers")
-        length = int(headers.get("content-length", "0"))
-        if length > MAX_BODY_BYTES:
-            return Reply(413, "body too large")
-        body = await reader.readexactly(length) if length else b""
-        return await self.handle(method, path, headers, body)
+            body = await request.body()
+            if len(body) > MAX_BODY_BYTES:
+                reply = Reply(413, "body too large")
+            else:
+                reply = await self.handle(request.method, request.url.path, dict(request.headers), body)
+        if reply.status == 204:
+            return Response(status_code=204)
+        return PlainTextResponse(reply.message, reply.status)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self.endpoint, methods=ALL_METHODS)])
 
 
 async def run_receiver(
@@ -154,28 +137,17 @@ async def run_receiver(
 ) -> None:
     """Serve until `stop` is set."""
     receiver = Receiver(settings.postgres_url, settings.zone, out)
-    server = await asyncio.start_server(receiver.on_connection, HOST, port)
-    print(f"receiver: listening on http://{HOST}:{port}/hooks/<code>", file=sys.stderr, flush=True)
     try:
-        async with server:
+        server = await start_app(receiver.app(), HOST, port, keep_alive_seconds=KEEP_ALIVE_SECONDS)
+        print(f"receiver: listening on http://{HOST}:{server.port}/hooks/<code>", file=sys.stderr, flush=True)
+        try:
             await stop.wait()
+        finally:
+            await server.stop()
     finally:
         await receiver.close()
 
 
 def serve(port: int, settings: Settings) -> None:
     """`ducha receiver`: run in the foreground until SIGINT/SIGTERM."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_receiver(port, settings, stop)
-
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        print(f"receiver: cannot listen on {HOST}:{port}: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    print("receiver: stopped", file=sys.stderr, flush=True)
+    run_foreground("receiver", HOST, port, lambda stop: run_receiver(port, settings, stop))

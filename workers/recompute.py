@@ -1,5 +1,7 @@
-"""After an official calendar year is loaded, open workflows whose current deadline was
-computed provisionally are told to compute it again (signal `recompute_deadlines`)."""
+"""Telling open cases that something they hold changed: after an official calendar year is
+loaded, cases whose current deadline was computed provisionally compute it again (signal
+`recompute_deadlines`); after the registry is loaded, every open case reads its parties'
+operators again (signal `registry_changed`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import structlog
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from workflows.case import Case
+
 log = structlog.get_logger(__name__)
 
 OPEN_PROVISIONAL = """
@@ -15,6 +19,8 @@ OPEN_PROVISIONAL = """
      WHERE provisional AND stage IN ('registered', 'transferred', 'handling')
     UNION ALL
     SELECT workflow_id FROM rectifications WHERE provisional AND stage = 'rectifying'
+    UNION ALL
+    SELECT workflow_id FROM inspections WHERE provisional AND stage <> 'completed'
 """
 
 
@@ -23,9 +29,31 @@ async def recompute_provisional(pool: asyncpg.Pool, client: Client) -> tuple[int
     signalled = gone = 0
     for row in await pool.fetch(OPEN_PROVISIONAL):
         try:
-            await client.get_workflow_handle(row["workflow_id"]).signal("recompute_deadlines")
+            await client.get_workflow_handle(row["workflow_id"]).signal(Case.recompute_deadlines)
             signalled += 1
         except RPCError as exc:  # finished or deleted meanwhile: nothing to recompute
+            log.info("workflow not signalled", workflow_id=row["workflow_id"], reason=str(exc))
+            gone += 1
+    return signalled, gone
+
+
+OPEN_CASES = """
+    SELECT workflow_id FROM clues WHERE stage IN ('registered', 'transferred', 'handling')
+    UNION ALL
+    SELECT workflow_id FROM rectifications WHERE stage <> 'closed'
+    UNION ALL
+    SELECT workflow_id FROM inspections WHERE stage <> 'completed'
+"""
+
+
+async def registry_changed(pool: asyncpg.Pool, client: Client) -> tuple[int, int]:
+    """Signal every open case to refresh its copy of the registry; returns (signalled, gone)."""
+    signalled = gone = 0
+    for row in await pool.fetch(OPEN_CASES):
+        try:
+            await client.get_workflow_handle(row["workflow_id"]).signal(Case.registry_changed)
+            signalled += 1
+        except RPCError as exc:
             log.info("workflow not signalled", workflow_id=row["workflow_id"], reason=str(exc))
             gone += 1
     return signalled, gone

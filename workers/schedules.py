@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from temporalio.client import (
     Client,
@@ -10,15 +11,18 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
+    WorkflowHandle,
 )
 
 from config.settings import Settings
+from schemas.anchor import AnchorStart
 from schemas.assessment import AssessmentStart
 from schemas.digest import DigestStart
 from schemas.risk import RiskScanStart
@@ -30,8 +34,9 @@ class Definition:
     schedule_id: str
     workflow: str
     arg: object
-    calendar: ScheduleCalendarSpec
+    calendar: ScheduleCalendarSpec | None
     note: str
+    interval: timedelta | None = None  # instead of a calendar
 
 
 def annual_inspection_at(s: Settings) -> tuple[int, int, int, int]:
@@ -67,7 +72,28 @@ def definitions(s: Settings) -> list[Definition]:
                                  hour=[ScheduleRange(9)]),
             "每年1月10日 09:00 计算上一年度各单位法治建设绩效考核得分并报县委",
         ),
+        # The anchor run stays open (overlap SKIP): the schedule starts a new one only when the
+        # last one is gone, at most ANCHOR_EVERY later (workflows/ledger_anchor.py).
+        Definition(
+            ANCHOR_SCHEDULE, "LedgerAnchor", AnchorStart(interval_minutes=ANCHOR_MINUTES), None,
+            f"每 {ANCHOR_MINUTES} 分钟把台账链头锚定在 Temporal 历史中（防止数据库所有者截断台账）",
+            interval=timedelta(minutes=ANCHOR_MINUTES),
+        ),
     ]
+
+
+ANCHOR_SCHEDULE = "ledger-anchor"
+ANCHOR_MINUTES = 5
+
+
+async def anchor_handle(client: Client) -> WorkflowHandle:
+    """The running LedgerAnchor workflow (started by schedule `ledger-anchor`); LookupError when
+    none is running."""
+    desc = await client.get_schedule_handle(ANCHOR_SCHEDULE).describe()
+    running = desc.info.running_actions
+    if not running:
+        raise LookupError("schedule ledger-anchor has no running LedgerAnchor workflow")
+    return client.get_workflow_handle(running[-1].workflow_id)
 
 
 def build(d: Definition, s: Settings) -> Schedule:
@@ -76,7 +102,8 @@ def build(d: Definition, s: Settings) -> Schedule:
             d.workflow, d.arg, id=f"{d.schedule_id}-run", task_queue=s.task_queue,
             static_summary=d.note,
         ),
-        spec=ScheduleSpec(calendars=[d.calendar], time_zone_name=s.timezone),
+        spec=(ScheduleSpec(intervals=[ScheduleIntervalSpec(every=d.interval)]) if d.interval else
+              ScheduleSpec(calendars=[d.calendar] if d.calendar else [], time_zone_name=s.timezone)),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
@@ -87,7 +114,8 @@ async def sync(client: Client, s: Settings) -> list[tuple[str, str]]:
     for d in definitions(s):
         schedule = build(d, s)
         try:
-            await client.create_schedule(d.schedule_id, schedule)
+            # the anchor starts at once; the calendar ones wait for their day
+            await client.create_schedule(d.schedule_id, schedule, trigger_immediately=d.interval is not None)
             results.append((d.schedule_id, "created"))
         except ScheduleAlreadyRunningError:
             handle = client.get_schedule_handle(d.schedule_id)

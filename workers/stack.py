@@ -1,8 +1,11 @@
 """`ducha up`: the whole service on one machine, in one foreground process tree.
 
-Children (PostgreSQL, codec server, Temporal dev server + Web UI, demo callback receiver) are
-started in order, the worker runs in this process, and SIGINT/SIGTERM stops everything in reverse
-order. Data lives under DUCHA_DATA_DIR (default `.data/`), so a second `ducha up` finds it again.
+Children (PostgreSQL, codec server, Temporal dev server + Web UI, demo callback receiver, board)
+are started in order, the worker runs in this process, and SIGINT/SIGTERM stops everything in
+reverse order. Data lives under DUCHA_DATA_DIR (default `.data/`), so a second `ducha up` finds it
+again. Before anything starts, `ducha up` takes the data dir's lock and checks its ports: beside
+another instance (or a port taken by anything) it exits at once with one line naming the data dir
+or the port and who holds it; a start that fails half-way stops what it had started.
 Payloads are encrypted (workers/codec.py): without DUCHA_CODEC_KEYS the first `ducha up` creates
 a key in `.data/codec-keys.json`, and the Web UI reads and writes plain JSON through the codec
 server.
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from config.chain_key import ensure_local_chain_key
 from config.settings import Settings
 from workers.codec import ensure_local_keys
 from workers.embedded import (
@@ -170,13 +174,16 @@ def run_stack(s: Settings) -> int:
 
 
 def _start_children(s: Settings, data_dir: Path, children: ExitStack) -> None:
-    """PostgreSQL, codec server, Temporal dev server + Web UI, demo receiver, in this order; each
+    """PostgreSQL, codec server, Temporal dev server + Web UI, demo receiver, board, in this order; each
     one's stop is registered before it starts, so a start that fails half-way is stopped too."""
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     key_file, created = ensure_local_keys(s)
     if created:
         log.info("payload encryption key created", file=str(key_file))
+    chain_key_file, created = ensure_local_chain_key(s)
+    if created:
+        log.info("ledger chain key created", file=str(chain_key_file))
     if s.embedded_postgres:
         pg = EmbeddedPostgres(data_dir / "pg", s.pg_port)
         children.callback(pg.stop)
@@ -210,6 +217,14 @@ def _start_children(s: Settings, data_dir: Path, children: ExitStack) -> None:
     with _starting("demo receiver"):
         wait_for_port("127.0.0.1", s.receiver_port, 30, receiver)
 
+    board = subprocess.Popen(  # 督办看板, read-only: ledger + Temporal visibility
+        _ducha("board"), env={**os.environ, "DUCHA_DATABASE_URL": s.postgres_url},
+        start_new_session=True,
+    )
+    children.callback(stop_process, board)
+    with _starting("督办看板 board"):
+        wait_for_port(s.board_host, s.board_port, 30, board)
+
 
 async def _serve(s: Settings) -> None:
     from workers.bootstrap import bootstrap
@@ -238,7 +253,7 @@ def banner(s: Settings) -> str:
         "",
         "法治督察 fazhi-ducha is up",
         f"  Temporal Web UI   http://{host}:{s.ui_port}/namespaces/{s.namespace}/workflows",
-        f"  Board             http://{s.board_host}:{s.board_port}  (督办看板, read-only)",
+        f"  Board             http://{s.board_host}:{s.board_port}/  (督办看板, read-only)",
         f"  Codec server      http://{host}:{s.codec_port}  (payloads are encrypted; the Web UI decrypts through it)",
         f"  Demo receiver     http://{host}:{s.receiver_port}/hooks/<code>",
     ]

@@ -61,20 +61,14 @@ class AnnualAssessment:
         self.year = year
         workflow.upsert_search_attributes([DUCHA_KIND.value_set("assessment"), DUCHA_YEAR.value_set(year)])
         self._show()
-        self.summary = await calls.business(workflow.execute_activity(
-            "assessment.score_year", ScoreYear(year=year, workflow_id=workflow.info().workflow_id),
-            result_type=YearSummary, start_to_close_timeout=SCORE_TIMEOUT, retry_policy=calls.RETRY,
-            summary=f"{year}年度考核计分"))
+        self.summary = await calls.score_year(
+            ScoreYear(year=year, workflow_id=workflow.info().workflow_id), SCORE_TIMEOUT)
         if start.notify:
             self.stage = "publishing"
             self._show()
-            self.published = await calls.business(workflow.execute_activity(
-                "assessment.publish_scores",
+            self.published = await calls.publish_scores(
                 PublishScores(year=year, revision=start.revision, occurred_at=workflow.now()),
-                result_type=PublishSummary, start_to_close_timeout=PUBLISH_TIMEOUT,
-                heartbeat_timeout=PUBLISH_HEARTBEAT,
-                retry_policy=calls.RETRY,
-                summary=f"发布{year}年度考核结果"))
+                PUBLISH_TIMEOUT, PUBLISH_HEARTBEAT)
             self.stage = "published"
         else:
             self.stage = "scored"

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         MarkDeadInput,
     )
 
+from workflows import calls
 from workflows.inputs import require
 
 # One HTTP attempt per activity execution: the retry schedule is this workflow's business.
@@ -78,28 +79,20 @@ class CallbackDelivery:
                 return self._output(inp, status, last)
             retry_after = last.retry_after or 0.0
         self._details(f"重试用尽，已转入死信（共 {self.attempts} 次）")
-        await workflow.execute_activity(
-            "callbacks.mark_dead",
+        await calls.mark_dead(
             MarkDeadInput(
                 event_id=inp.event_id, recipient=inp.recipient, attempts=self.attempts,
                 last_error=last.error if last else None,
             ),
-            result_type=bool,
-            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=BOOKKEEPING_RETRY,
-            summary="转入死信",
+            BOOKKEEPING_TIMEOUT, BOOKKEEPING_RETRY,
         )
         return self._output(inp, DeliveryStatus.DEAD, last)
 
     async def _attempt(self, inp: DeliveryInput, number: int) -> AttemptResult:
         try:
-            return await workflow.execute_activity(
-                "callbacks.deliver_attempt",
+            return await calls.deliver_attempt(
                 AttemptInput(event_id=inp.event_id, recipient=inp.recipient, attempt=number),
-                result_type=AttemptResult,
-                start_to_close_timeout=timedelta(seconds=inp.attempt_timeout_seconds),
-                retry_policy=ATTEMPT_RETRY,
-                summary=f"第 {number} 次投递",
+                timedelta(seconds=inp.attempt_timeout_seconds), ATTEMPT_RETRY,
             )
         except ActivityError as err:
             cause = err.cause or err

@@ -12,7 +12,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from schemas.digest import DigestGroups, DigestQuery, DigestResult, DigestStart
+    from schemas.digest import DigestQuery, DigestResult, DigestStart
     from schemas.events import EventType, PublishEvent
 
 from workflows import calls
@@ -33,10 +33,7 @@ class MonthlyClueDigest:
         first = date(year, month, 1)
         last = date(year, month, calendar.monthrange(year, month)[1])
         label = f"{year}-{month:02d}"
-        groups = await workflow.execute_activity(
-            "ledger.routine_clues_due", DigestQuery(first_day=first, last_day=last),
-            result_type=DigestGroups, start_to_close_timeout=calls.TIMEOUT, retry_policy=calls.RETRY,
-        )
+        groups = await calls.routine_clues_due(DigestQuery(first_day=first, last_day=last))
         workflow.set_current_details(f"{label} 月度线索汇总：{len(groups.groups)} 个移送单位")
         for group in groups.groups:
             numbers = [i.clue_no for i in group.items]

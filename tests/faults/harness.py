@@ -47,6 +47,7 @@ from temporalio.service import RPCError
 
 from activities.calendar import CalendarActivities
 from activities.registry import RegistryStore
+from config.chain_key import ChainKey
 from config.settings import PROJECT_ROOT, Settings
 from config.yaml_file import load_yaml_model
 from schemas.callbacks import AttemptResult, DeliveryInput, DeliveryOutput
@@ -304,6 +305,8 @@ async def fault_stack(root: Path) -> AsyncIterator[FaultStack]:
             "DUCHA_CALLBACK_RETRY_SCHEDULE": json.dumps(SCHEDULE),
             "DUCHA_CALLBACK_TIMEOUT_SECONDS": str(CALLBACK_TIMEOUT_SECONDS),
             "DUCHA_DATA_DIR": str(data_dir),  # no payload key from a developer's .data
+            # the audit chains' key of this session (tests/conftest.py), or one of this stack's
+            "DUCHA_LEDGER_CHAIN_KEY": os.environ.get("DUCHA_LEDGER_CHAIN_KEY") or ChainKey.generate().to_base64(),
             "DUCHA_LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
         })

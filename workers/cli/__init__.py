@@ -65,7 +65,7 @@ def migrate() -> None:
 
     s = settings()
     try:
-        applied = run(lambda: migrate_dsn(s.postgres_url))
+        applied = run(lambda: migrate_dsn(s.owner_url, app_role=s.app_role))
     except (OSError, asyncpg.PostgresError) as exc:
         fail(f"迁移失败 / migration failed: {exc}")
     typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
@@ -90,6 +90,18 @@ def codec_server(
 
     s = settings()
     serve(port or s.codec_port, s, host)
+
+
+@app.command()
+def board(
+    host: str = typer.Option(None, help="listen address, default DUCHA_BOARD_HOST (127.0.0.1)"),
+    port: int = typer.Option(None, help="default DUCHA_BOARD_PORT (8791)"),
+) -> None:
+    """督办看板: read-only supervision board (traffic lights, overdue list, coverage) in the browser."""
+    from workers.board import serve
+
+    s = settings()
+    serve(s, host or s.board_host, s.board_port if port is None else port)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -104,6 +105,43 @@ def show(workflow_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
                    f"{f.rectification_id or ''} {f.clue_id or ''}")
     if st.evaluation:
         typer.echo(f"  评估 {st.evaluation.score:g} 分 {st.evaluation.grade.value}")
+
+
+@app.command("notice")
+def notice(
+    workflow_id: str = typer.Argument(..., metavar="ID", help="the inspection's workflow id"),
+    out: Path = typer.Option(..., help="the .docx to write"),
+) -> None:
+    """问题反馈及整改通知书: the inspection's findings and rectification deadlines as a numbered
+    公文 (.docx, GB/T 9704) to the inspected unit; written again it keeps its 文号."""
+    import hashlib
+
+    from documents import notice as notice_doc
+    from documents.context import letterhead, today
+    from documents.files import staged
+    from documents.numbering import DocumentNumbers
+
+    if out.suffix.lower() != ".docx":
+        fail(f"--out: 文件名须以 .docx 结尾 / the file must end in .docx, not {out.name}")
+    s = settings()
+
+    async def go() -> tuple[str, bool, notice_doc.NoticeData]:
+        async with db_pool(s) as pool:
+            try:
+                data = await notice_doc.load(pool, workflow_id, s.zone)
+            except notice_doc.NotReady as exc:
+                fail(str(exc))
+            head = await letterhead(pool, s.document_issuer)
+            with staged(out) as tmp:  # renamed over `out` after the number is committed
+                async with DocumentNumbers(pool).issue(prefix=s.document_prefix, kind="notice", subject=workflow_id,
+                                                       title=notice_doc.title(data), issued_on=today(s.zone)) as num:
+                    content = notice_doc.render(data, head, num.doc_no, num.issued_on)
+                    tmp.write_bytes(content)
+                    await num.written(hashlib.sha256(content).hexdigest())
+            return num.doc_no, num.reused, data
+
+    doc_no, reused, data = run(go)
+    typer.echo(f"{out}\n{doc_no}{'（沿用原文号）' if reused else ''}：{data.unit_name} 问题 {len(data.findings)} 个")
 
 
 @app.command("coverage")

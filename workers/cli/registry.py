@@ -26,13 +26,31 @@ def load(file: Path) -> None:
 
     async def go():
         async with db_pool(s) as pool:
-            return await RegistryStore(pool).load(registry)
+            report = await RegistryStore(pool).load(registry)
+            told = await _tell_open_cases(pool) if report.added or report.updated else ""
+            return report, told
 
-    report = run(go)
+    report, told = run(go)
     typer.echo(f"{file}: {report.summary()}")
     for label, codes in (("+", report.added), ("~", report.updated)):
         for code in codes:
             typer.echo(f"  {label} {code}")
+    if told:
+        typer.echo(told)
+
+
+async def _tell_open_cases(pool) -> str:
+    """Open cases read their parties' operators again (they refuse unknown operators early)."""
+    from workers.client import connect
+    from workers.recompute import registry_changed
+
+    try:
+        client = await connect(settings())
+    except RuntimeError as exc:
+        return (f"注意：无法连接 Temporal，在办案件将在下一步骤时读取新的操作人员 / Temporal unreachable: "
+                f"open cases read the new operators at their next step ({exc})")
+    signalled, _ = await registry_changed(pool, client)
+    return f"已通知 {signalled} 个在办案件更新操作人员 / {signalled} open cases told to read their operators again"
 
 
 @app.command("list")
