@@ -54,8 +54,8 @@ async def main() -> int:
     results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                      "errors": {}, "seconds": {}}
     say(f"bench: {results['machine']['cpu']}, {results['machine']['nproc']} cores, "
-        f"load {results['machine']['load']}; " + (f"budget {budget:.0f}s" if budget else "no budget: "
-                                                   "every fan-out scale runs to completion"))
+        f"load {results['machine']['load']}; " + (f"budget {budget:.0f}s" if budget else "no budget (BENCH_PARTS "
+                                                   "without BENCH_BUDGET_S): fan-out scales run to completion"))
     histories: dict = {}
 
     async def part(name: str, coro_fn) -> None:
