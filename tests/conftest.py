@@ -28,13 +28,21 @@ from workflows.search_attributes import ALL_KEYS
 DEMO_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "registry" / "demo-county.yaml"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Before any test module is imported: no DUCHA_* variable of the shell (a payload key, a
     database URL, a task queue, a `make up`'s ports) and no `.data/` reach the tests or any `ducha`
     subprocess they start; DUCHA_DATA_DIR is a throwaway directory (config.settings
-    isolate_environment). Tests set the variables they need themselves."""
+    isolate_environment). Tests set the variables they need themselves.
+
+    The session's tmp_path root is its own too (unless --basetemp is given): every pytest session
+    that starts resets the shared /tmp/pytest-of-<user> to mode 0700, which cuts PostgreSQL (run as
+    an unprivileged user, workers/embedded.py) off the data dirs of a session already running
+    beside it ("could not access directory ...: Permission denied")."""
     path = Path(tempfile.mkdtemp(prefix="ducha-test-data-"))
     isolate_environment(path)
+    if config.option.basetemp is None:
+        config.option.basetemp = str(path / "pytest")
     config.add_cleanup(lambda: shutil.rmtree(path, True))
 
 
