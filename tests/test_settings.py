@@ -119,3 +119,14 @@ def test_cli_takes_a_comma_separated_allowlist(db_url, tmp_path):
                          capture_output=True, text=True, timeout=60)
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.returncode != 0 and len(lines) == 1 and "DUCHA_CALLBACK_ALLOWLIST" in lines[0], bad.stderr
+
+
+def test_every_list_setting_is_covered_above():
+    """A list setting added later must accept both forms too (and be listed in LIST_SETTINGS)."""
+    import typing
+
+    from config.settings import Settings
+
+    lists = {f"DUCHA_{name.upper()}" for name, field in Settings.model_fields.items()
+             if typing.get_origin(field.annotation) is list}
+    assert lists == {var for var, *_ in LIST_SETTINGS}
