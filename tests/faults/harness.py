@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowHistory,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -515,6 +516,25 @@ async def wait_for_deliveries(stack: FaultStack, cases: list[Case]) -> None:
         if pending == 0:
             break
         await asyncio.sleep(1)
+    # A delivery on record as delivered can still have its CallbackDelivery workflow running: a
+    # SIGKILL after the accepted attempt was recorded and before the activity completed costs the
+    # attempt's timeout and one more timer; the workflow then finds it delivered and ends.
+    running = 0
+    rows = await stack.pool.fetch(
+        "SELECT d.delivery_workflow_id FROM callback_deliveries d JOIN callback_events e USING (event_id) "
+        "WHERE e.workflow_id = ANY($1::text[]) AND d.delivery_workflow_id IS NOT NULL", ids)
+    for r in rows:
+        handle = stack.client.get_workflow_handle(r["delivery_workflow_id"])
+        first = True
+        while time.monotonic() < deadline:
+            desc = await stack._retry(f"describe {handle.id}", lambda h=handle: h.describe(
+                rpc_timeout=timedelta(seconds=RPC_SECONDS)))
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                break
+            running += first
+            first = False
+            await asyncio.sleep(1)
+    stack.stats["delivery workflows still running after their delivery was recorded"] = running
     stack.stats["deliveries settling after the drive (s)"] = round(time.monotonic() - began)
 
 
