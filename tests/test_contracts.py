@@ -159,6 +159,9 @@ def test_nothing_in_activities_imports_workers(path):
 CLIENT_EXEMPT = {"activities/inspections.py", "activities/callbacks.py"}
 
 
+# tests/test_board.py starts `BoardProbe`, a type no worker runs (the runs only carry search
+# attributes for the board to count), so it has no class to name.
+CLIENT_EXEMPT |= {"tests/test_board.py"}
 # Still by name, owned by other work in progress (named to the lead): drop from here once converted.
 CLIENT_PENDING = {"tests/test_codec.py"}
 
