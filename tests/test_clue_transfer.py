@@ -89,7 +89,7 @@ async def test_route_a_court_to_law_office_concludes_and_requests_special_inspec
     result = await h.result()
     assert result.stage == "concluded" and result.outcome == "substantiated"
     year = (await server_today(env[0])).year
-    assert [link.workflow_id for link in result.links] == [f"inspection-{year}-special-market_regulation"]
+    assert [link.workflow_id for link in result.links] == [ids.inspection(year, "special", "market_regulation")]
     assert await ledger_events(pool, inp.clue_no) == ["registered", "transferred", "acknowledged", "concluded"]
     row = await pool.fetchrow("SELECT * FROM clues WHERE clue_no=$1", inp.clue_no)
     assert row["stage"] == "concluded" and row["special_inspection_requested"]

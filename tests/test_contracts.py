@@ -166,13 +166,13 @@ CLIENT_EXEMPT |= {"tests/test_board.py"}
 CLIENT_PENDING = {"tests/test_codec.py"}
 
 
-@pytest.mark.parametrize("path", [p for p in modules("workers", "reports", "audit", "activities", "tests")
+@pytest.mark.parametrize("path", [p for p in modules("workers", "documents", "reports", "audit", "activities", "tests")
                                   if rel(p) not in CLIENT_EXEMPT | CLIENT_PENDING], ids=rel)
 def test_callers_outside_workflows_name_workflows_through_their_classes(path):
     assert client_name_strings(path.read_text(encoding="utf-8")) == []
 
 
 @pytest.mark.parametrize("path", [p for p in modules("schemas", "rules", "config", "activities", "reports",
-                                                     "audit", "workers") if rel(p) != "schemas/ids.py"], ids=rel)
+                                                     "audit", "documents", "workers") if rel(p) != "schemas/ids.py"], ids=rel)
 def test_workflow_ids_are_built_only_in_schemas_ids(path):
     assert spelled_ids(path.read_text(encoding="utf-8")) == []
