@@ -53,6 +53,7 @@ from rules.address_guard import (
     system_resolver,
 )
 from rules.signing import SecretError, webhook_headers
+from schemas import ids
 from schemas.callbacks import (
     AttemptInput,
     AttemptOutcome,
@@ -125,7 +126,7 @@ def webhook_id(event_id: str) -> str:
 
 
 def delivery_workflow_id(event_id: str, recipient: str) -> str:
-    return f"callback-{event_id}-{recipient}"
+    return ids.callback_delivery(event_id, recipient)
 
 
 def build_body(
