@@ -53,6 +53,7 @@ from rules.address_guard import (
     system_resolver,
 )
 from rules.signing import SecretError, webhook_headers
+from schemas import ids
 from schemas.callbacks import (
     AttemptInput,
     AttemptOutcome,
@@ -125,7 +126,7 @@ def webhook_id(event_id: str) -> str:
 
 
 def delivery_workflow_id(event_id: str, recipient: str) -> str:
-    return f"callback-{event_id}-{recipient}"
+    return ids.callback_delivery(event_id, recipient)
 
 
 def build_body(
@@ -549,7 +550,22 @@ class CallbackActivities:
 
     @activity.defn(name="callbacks.deliver_attempt")
     async def deliver_attempt(self, req: AttemptInput) -> AttemptResult:
-        """One signed POST; records the attempt and the delivery's new state."""
+        """One signed POST; records the attempt and the delivery's new state.
+
+        A delivery already on record as delivered is not sent again: that happens when the worker
+        died after an attempt was accepted and recorded but before the activity completed, so the
+        workflow saw a timeout and tries once more (docs/reliability.md, finding 5). Sending it
+        again would make the agency deduplicate, and a non-2xx answer to that repeat would turn
+        the delivered row back to pending (and, with the schedule used up, dead). A redelivery
+        (`ducha callbacks redeliver`) sets the row to pending first, so it still sends."""
+        status = await _patiently(lambda: self.pool.fetchval(
+            "SELECT status FROM callback_deliveries WHERE event_id = $1 AND recipient = $2",
+            req.event_id, req.recipient,
+        ))
+        if status == DeliveryStatus.DELIVERED:
+            log.info("callback already delivered; not sent again", event_id=req.event_id,
+                     recipient=req.recipient)
+            return AttemptResult(outcome=AttemptOutcome.DELIVERED, final=True)
         return await self._attempt(req.event_id, req.recipient, require_enabled=True)
 
     async def _attempt(

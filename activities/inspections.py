@@ -20,10 +20,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.ledger import append_event, upsert_snapshot, write_inspection
 from config.chain_key import ChainKey
+from schemas import ids
 from schemas.inspection import (
     DescribeQuery,
     DescribeResult,
     InspectionToStart,
+    Kind,
     RecordInspection,
     SpecialSlot,
     SpecialSlotQuery,
@@ -181,9 +183,8 @@ class InspectionActivities:
         for r in rows:
             if await self._status(r["workflow_id"]) == "running":
                 return SpecialSlot(workflow_id=r["workflow_id"], open=True)
-        base = f"inspection-{q.year}-special-{q.unit}"
         for n in range(1, MAX_SPECIAL_PER_YEAR + 1):
-            wid = base if n == 1 else f"{base}-{n}"
+            wid = ids.inspection(q.year, Kind.SPECIAL, q.unit, n)
             status = await self._status(wid)
             if status == "not_found":
                 return SpecialSlot(workflow_id=wid, open=False)

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from schemas.actions import Action
 from schemas.codes import CODE_PATTERN, AgencyCode
 
 
@@ -127,7 +128,7 @@ class Party(BaseModel):
 class AuthorizeInput(BaseModel):
     operator: str
     agency: str
-    action: str = Field(description="e.g. clue.transfer, rectification.review (rules/permissions.py)")
+    action: Action = Field(description="e.g. clue.transfer, rectification.review (schemas/actions.py)")
     workflow_id: str
 
 

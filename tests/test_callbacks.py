@@ -336,6 +336,25 @@ async def test_500_then_200_delivers_once_per_event_id(env: Env):
     await assert_replays(handle)
 
 
+async def test_an_attempt_retried_after_its_delivery_was_recorded_sends_nothing(env: Env):
+    """The worker died after a delivery's POST was accepted and recorded, before the activity
+    completed: the workflow's next attempt finds it delivered and neither sends it again nor
+    lets a different answer to a repeat undo the delivered state (found by `make soak`)."""
+    await env.point("court")
+    env.receiver.scripts["court"] = [200, 500]
+    ev = event(["court"])
+    await env.acts.publish(ev)  # the first attempt, at publish, is accepted
+    row = await env.delivery(ev.event_id, "court")
+    assert (row["status"], row["attempts"]) == ("delivered", 1)
+
+    again = await env.acts.deliver_attempt(AttemptInput(event_id=ev.event_id, recipient="court"))
+    assert again.outcome is AttemptOutcome.DELIVERED and again.final
+    assert [h.status for h in env.receiver.for_code("court")] == [200], "not sent again"
+    row = await env.delivery(ev.event_id, "court")
+    assert (row["status"], row["attempts"]) == ("delivered", 1)
+    assert [a["http_status"] for a in await env.attempts(ev.event_id, "court")] == [200]
+
+
 def _http_date(seconds: float) -> str:
     return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
 

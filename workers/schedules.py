@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -27,12 +29,17 @@ from schemas.assessment import AssessmentStart
 from schemas.digest import DigestStart
 from schemas.risk import RiskScanStart
 from schemas.round import RoundStart
+from workflows.annual_round import AnnualInspectionRound
+from workflows.assessment import AnnualAssessment
+from workflows.clue_digest import MonthlyClueDigest
+from workflows.ledger_anchor import LedgerAnchor
+from workflows.risk_scan import RiskScan
 
 
 @dataclass(frozen=True)
 class Definition:
     schedule_id: str
-    workflow: str
+    workflow: Callable[..., Awaitable[Any]]  # the workflow's run method (its type name goes on the wire)
     arg: object
     calendar: ScheduleCalendarSpec | None
     note: str
@@ -51,23 +58,23 @@ def definitions(s: Settings) -> list[Definition]:
     month, dom, hour, minute = annual_inspection_at(s)
     return [
         Definition(
-            "annual-inspection", "AnnualInspectionRound", RoundStart(year=None),
+            "annual-inspection", AnnualInspectionRound.run, RoundStart(year=None),
             ScheduleCalendarSpec(month=[ScheduleRange(month)], day_of_month=[ScheduleRange(dom)],
                                  hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)]),
             f"每年{month}月{dom}日 {hour:02d}:{minute:02d} 启动年度平时督察（全覆盖，分批进行）",
         ),
         Definition(
-            "risk-scan", "RiskScan", RiskScanStart(period=None),
+            "risk-scan", RiskScan.run, RiskScanStart(period=None),
             ScheduleCalendarSpec(day_of_month=[ScheduleRange(5)], hour=[ScheduleRange(8)]),
             "每月5日 08:00 按上月风险指标研判，超过阈值的单位启动专项督察",
         ),
         Definition(
-            "clue-monthly-digest", "MonthlyClueDigest", DigestStart(month=None),
+            "clue-monthly-digest", MonthlyClueDigest.run, DigestStart(month=None),
             ScheduleCalendarSpec(day_of_month=[ScheduleRange(1)], hour=[ScheduleRange(8)]),
             "每月1日 08:00 向各移送单位汇总当月10日前须移送的一般线索",
         ),
         Definition(
-            "annual-assessment", "AnnualAssessment", AssessmentStart(year=None),
+            "annual-assessment", AnnualAssessment.run, AssessmentStart(year=None),
             ScheduleCalendarSpec(month=[ScheduleRange(1)], day_of_month=[ScheduleRange(10)],
                                  hour=[ScheduleRange(9)]),
             "每年1月10日 09:00 计算上一年度各单位法治建设绩效考核得分并报县委",
@@ -75,7 +82,7 @@ def definitions(s: Settings) -> list[Definition]:
         # The anchor run stays open (overlap SKIP): the schedule starts a new one only when the
         # last one is gone, at most ANCHOR_EVERY later (workflows/ledger_anchor.py).
         Definition(
-            ANCHOR_SCHEDULE, "LedgerAnchor", AnchorStart(interval_minutes=ANCHOR_MINUTES), None,
+            ANCHOR_SCHEDULE, LedgerAnchor.run, AnchorStart(interval_minutes=ANCHOR_MINUTES), None,
             f"每 {ANCHOR_MINUTES} 分钟把台账链头锚定在 Temporal 历史中（防止数据库所有者截断台账）",
             interval=timedelta(minutes=ANCHOR_MINUTES),
         ),

@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.ledger import LedgerActivities
     from schemas.anchor import Anchor, AnchorStart
 
 from workflows.inputs import require
@@ -47,8 +48,8 @@ class LedgerAnchor:
                 workflow.continue_as_new(start.model_copy(update={"anchors": self.anchors[-self.keep:]}))
 
     async def _anchor(self) -> Anchor:
-        anchor = await workflow.execute_activity(
-            "ledger.chain_heads", result_type=Anchor, start_to_close_timeout=timedelta(seconds=30),
+        anchor = await workflow.execute_activity_method(
+            LedgerActivities.chain_heads, start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY, summary="读取台账链头")
         self.anchors = sorted([*self.anchors, anchor], key=lambda a: a.at)[-self.keep:]
         self.taken += 1

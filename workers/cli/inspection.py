@@ -14,6 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.inspections import InspectionActivities
+from schemas import ids
 from schemas.codes import AgencyCode
 from schemas.inspection import (
     InspectionStatus,
@@ -25,6 +26,8 @@ from schemas.inspection import (
 from schemas.round import Coverage
 from workers.cli.common import db_pool, fail, run, settings
 from workers.client import connect
+from workflows.annual_round import AnnualInspectionRound
+from workflows.unit_inspection import UnitInspection
 
 app = typer.Typer(help="督察 / unit inspections and the yearly round", no_args_is_help=True)
 CHINA = timezone(timedelta(hours=8))
@@ -59,12 +62,11 @@ def start(
                     return slot.workflow_id, False
                 candidates = [slot.workflow_id]
             else:
-                base = f"inspection-{year}-{kind.value}-{unit}"
-                candidates = [base] + [f"{base}-{n}" for n in range(2, 100)]
+                candidates = [ids.inspection(year, kind, unit, n) for n in range(1, 100)]
             for wid in candidates:
                 try:
                     await client.start_workflow(
-                        "UnitInspection", inp, id=wid, task_queue=s.task_queue,
+                        UnitInspection.run, inp, id=wid, task_queue=s.task_queue,
                         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                         static_summary=f"{kind.value} 督察 {unit}（{trigger.value}）")
                     return wid, True
@@ -85,7 +87,7 @@ def show(workflow_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
     async def go() -> InspectionStatus:
         client = await connect(s)
         try:
-            return await client.get_workflow_handle(workflow_id).query("status", result_type=InspectionStatus)
+            return await client.get_workflow_handle(workflow_id).query(UnitInspection.status)
         except (RPCError, WorkflowQueryFailedError) as exc:
             fail(f"找不到督察 / no such inspection {workflow_id}: {exc}")
 
@@ -152,9 +154,9 @@ def coverage(year: int, as_json: bool = typer.Option(False, "--json"),
 
     async def go() -> Coverage:
         client = await connect(s)
-        wid = workflow_id or f"annual-inspection-{year}"
+        wid = workflow_id or ids.annual_round(year)
         try:
-            return await client.get_workflow_handle(wid).query("coverage", result_type=Coverage)
+            return await client.get_workflow_handle(wid).query(AnnualInspectionRound.coverage)
         except (RPCError, WorkflowQueryFailedError) as exc:
             fail(f"找不到年度督察 / no round {wid}: {exc}")
 
