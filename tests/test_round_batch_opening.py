@@ -5,10 +5,11 @@ started at 02:00 used to wait until 09:00 for its first inspection (the fan-out 
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime, time, timedelta
 
-from schemas.round import Coverage, RoundResult
+from schemas import ids
+from schemas.round import Coverage
+from workflows.annual_round import AnnualInspectionRound
 from workflows.catalog import ALL_WORKFLOWS
 
 from .support import assert_replays, wait_for_async
@@ -23,10 +24,10 @@ async def test_a_batch_of_the_planning_day_opens_when_planned_not_at_nine(env, p
     await until(environment, two_am)
     day = two_am.date()
     handle = await environment.client.start_workflow(
-        "AnnualInspectionRound",
+        AnnualInspectionRound.run,
         {"year": day.year, "start_on": day.isoformat(), "due_on": date(day.year, 12, 31).isoformat(),
          "batches": 2, "max_parallel": 5},
-        id=f"annual-inspection-{day.year}-{uuid.uuid4().hex[:6]}", task_queue=tq, result_type=RoundResult)
+        id=ids.annual_round(day.year), task_queue=tq)
     # Queries do not move the test server's clock: without the patch batch 1 stays shut until 09:00.
     await wait_for_async(lambda: planned(handle), lambda c: c is not None and c.total == 2)
     await wait_for_async(lambda: coverage(handle), lambda c: c.batches[0].opened and c.in_progress == 1)
