@@ -18,6 +18,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.ledger import LedgerActivities
     from schemas.anchor import Anchor, AnchorStart
 
@@ -27,7 +29,7 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2
                     maximum_interval=timedelta(minutes=1))
 
 
-@workflow.defn(name="LedgerAnchor")
+@workflow.defn(name="LedgerAnchor", failure_exception_types=[ValidationError])
 class LedgerAnchor:
     def __init__(self) -> None:
         self.anchors: list[Anchor] = []
