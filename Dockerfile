@@ -10,6 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DUCHA_LOG_FORMAT=json
 
+# A CJK font for the charts of the annual report's .docx (documents/charts.py): 5 MB, where
+# fonts-noto-cjk is 91 MB.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-microhei && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /build
 COPY pyproject.toml requirements.lock README.md ./
 COPY schemas/ schemas/
@@ -20,6 +24,7 @@ COPY rules/ rules/
 COPY config/ config/
 COPY reports/ reports/
 COPY audit/ audit/
+COPY documents/ documents/
 # Read-only application files, at the same relative paths as in the repository:
 # /app/migrations and /app/data (official calendars, demo registry).
 COPY migrations/ /app/migrations/

@@ -17,6 +17,7 @@ up: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	sh scripts/ensure-chromium.sh
+	sh scripts/ensure-libreoffice.sh
 	$(VENV)/bin/pytest -m "not faults"
 
 faults: $(STAMP)

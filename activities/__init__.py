@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncpg
-    import httpx
     from temporalio.client import Client
 
+    from activities.pinned_http import PinnedClient
     from config.settings import Settings
 
 
 def build_activities(
-    pool: asyncpg.Pool, settings: Settings, client: Client, http: httpx.AsyncClient
+    pool: asyncpg.Pool, settings: Settings, client: Client, http: PinnedClient
 ) -> list:
     """Every activity of the project, bound to one pool, one Temporal client and one HTTP client."""
     from activities.assessment import AssessmentActivities
@@ -23,13 +23,15 @@ def build_activities(
     from activities.inspections import InspectionActivities
     from activities.ledger import LedgerActivities
     from activities.registry import RegistryStore
+    from config.chain_key import load_chain_key
 
-    registry = RegistryStore(pool)
+    chain = load_chain_key(settings)  # exits naming DUCHA_LEDGER_CHAIN_KEY when there is none
+    registry = RegistryStore(pool, chain)
     calendar = CalendarActivities(pool, settings)
-    ledger = LedgerActivities(pool)
+    ledger = LedgerActivities(pool, chain)
     callbacks = CallbackActivities(pool, settings, client, http)
-    cases = CaseActivities(pool, callbacks)
-    inspections = InspectionActivities(pool, client)
+    cases = CaseActivities(pool, callbacks, chain, require_principal=settings.require_principal)
+    inspections = InspectionActivities(pool, client, chain)
     assessment = AssessmentActivities(pool, settings, callbacks)
     return [
         cases.step,
@@ -50,4 +52,5 @@ def build_activities(
         *callbacks.activity_methods(),
         assessment.score_year,
         assessment.publish_scores,
+        ledger.chain_heads,
     ]

@@ -30,6 +30,7 @@ from rules.rubric import (
     UnitScore,
     score,
 )
+from schemas import ids
 from schemas.assessment import (
     PublishScores,
     PublishSummary,
@@ -60,7 +61,7 @@ MAX_LISTED = 100  # deductions listed in one party's callback (the body stays sm
 
 def convention_id(year: int) -> str:
     """The assessment's workflow id by convention; callbacks name it whoever started the run."""
-    return f"annual-assessment-{year}"
+    return ids.annual_assessment(year)
 
 
 def event_id(year: int, party: str, revision: int = 1) -> str:

@@ -19,13 +19,26 @@ from temporalio.exceptions import ApplicationError
 from activities.callbacks import CallbackActivities
 from activities.ledger import write_clue, write_inspection, write_rectification
 from activities.registry import authorization_refusal, log_authorization, operator_grants
+from config.chain_key import ChainKey
 from schemas.case import CaseKind, StepRecord, StepResult
+
+# Temporal stamps the caller's verified identity (the principal) only on the events a caller's own
+# request writes: a start, a signal. An update is accepted by the worker, so its event names the
+# worker (docs/deployment.md, 身份核验). An operator action carried by an update therefore cannot be
+# bound to a signed-in person here: it is recorded as identity_verified = false, and refused when
+# DUCHA_REQUIRE_PRINCIPAL is on.
+UNVERIFIED_UPDATE = ("须经身份核验（DUCHA_REQUIRE_PRINCIPAL）：Temporal 不记录更新请求的发送人，此操作无法核验身份 / "
+                     "identity required (DUCHA_REQUIRE_PRINCIPAL): Temporal records no sender for an update, so "
+                     "this action cannot be bound to a signed-in person")
 
 
 class CaseActivities:
-    def __init__(self, pool: asyncpg.Pool, callbacks: CallbackActivities) -> None:
+    def __init__(self, pool: asyncpg.Pool, callbacks: CallbackActivities, chain: ChainKey, *,
+                 require_principal: bool = False) -> None:
         self.pool = pool
         self.callbacks = callbacks
+        self.chain = chain  # the audit chains' key (config/chain_key.py)
+        self.require_principal = require_principal
 
     @activity.defn(name="cases.step")
     async def step(self, req: StepRecord) -> StepResult:
@@ -40,15 +53,19 @@ class CaseActivities:
                 if not done:  # a re-run of a recorded step is not authorized (or refused) again
                     if req.authorization is not None:
                         reason = await authorization_refusal(conn, req.authorization)
+                        if reason is None and self.require_principal:
+                            reason = UNVERIFIED_UPDATE
+                        for e in req.events:
+                            e.data["identity_verified"] = False
                     if reason is None:
                         recorded = await self._write(conn, req)
                         if req.authorization is not None:
-                            await log_authorization(conn, req.authorization, None)
+                            await log_authorization(conn, self.chain, req.authorization, None)
                         if req.notify is not None:
                             await self.callbacks.write_outbox(conn, req.notify)
             if reason is not None:
                 # The refusal is on record (its own row); the step wrote nothing.
-                await log_authorization(conn, req.authorization, reason)
+                await log_authorization(conn, self.chain, req.authorization, reason)
                 raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
         grants = await operator_grants(self.pool, req.parties) if req.parties else None
         if req.notify is None:
@@ -57,14 +74,13 @@ class CaseActivities:
         return StepResult(recorded=recorded, queued=published.queued, skipped=published.skipped,
                           operators=grants)
 
-    @staticmethod
-    async def _write(conn: asyncpg.Connection, req: StepRecord) -> bool:
+    async def _write(self, conn: asyncpg.Connection, req: StepRecord) -> bool:
         if req.kind is CaseKind.CLUE and req.clue is not None:
-            return await write_clue(conn, req.events, req.clue, req.details)
+            return await write_clue(conn, self.chain, req.events, req.clue, req.details)
         if req.kind is CaseKind.RECTIFICATION and req.rectification is not None:
-            return await write_rectification(conn, req.events, req.rectification, req.text)
+            return await write_rectification(conn, self.chain, req.events, req.rectification, req.text)
         if req.kind is CaseKind.INSPECTION and req.inspection is not None:
-            return await write_inspection(conn, req.events, req.inspection, req.method, req.findings,
+            return await write_inspection(conn, self.chain, req.events, req.inspection, req.method, req.findings,
                                           req.evaluation)
         raise ApplicationError(f"step of kind {req.kind} carries no {req.kind} snapshot",
                                type="InvalidStep", non_retryable=True)

@@ -18,11 +18,14 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.ledger import insert_event, upsert_snapshot, write_inspection
+from activities.ledger import append_event, upsert_snapshot, write_inspection
+from config.chain_key import ChainKey
+from schemas import ids
 from schemas.inspection import (
     DescribeQuery,
     DescribeResult,
     InspectionToStart,
+    Kind,
     RecordInspection,
     SpecialSlot,
     SpecialSlotQuery,
@@ -61,9 +64,16 @@ class IndicatorLoadReport:
 class InspectionActivities:
     """`client` describes workflows; when None the activity's own client is used."""
 
-    def __init__(self, pool: asyncpg.Pool, client: Client | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, client: Client | None = None, chain: ChainKey | None = None) -> None:
         self.pool = pool
         self.client = client
+        self.chain = chain  # the ledger chain key: needed by the activities that record events
+
+    def _chain(self) -> ChainKey:
+        if self.chain is None:
+            raise ApplicationError("InspectionActivities needs the ledger chain key to record events",
+                                   type="Misconfigured", non_retryable=True)
+        return self.chain
 
     # --- the round ------------------------------------------------------------------------
 
@@ -92,7 +102,7 @@ class InspectionActivities:
     async def record_round(self, req: RecordRound) -> bool:
         snap = req.snapshot
         async with self.pool.acquire() as conn, conn.transaction():
-            if req.event is not None and not await insert_event(conn, "round", snap.round_id, req.event):
+            if req.event is not None and not await append_event(conn, self._chain(), "round", snap.round_id, req.event):
                 return False  # recorded by an earlier attempt
             await upsert_snapshot(conn, "inspection_rounds", "round_id", snap)
             if req.units:
@@ -173,9 +183,8 @@ class InspectionActivities:
         for r in rows:
             if await self._status(r["workflow_id"]) == "running":
                 return SpecialSlot(workflow_id=r["workflow_id"], open=True)
-        base = f"inspection-{q.year}-special-{q.unit}"
         for n in range(1, MAX_SPECIAL_PER_YEAR + 1):
-            wid = base if n == 1 else f"{base}-{n}"
+            wid = ids.inspection(q.year, Kind.SPECIAL, q.unit, n)
             status = await self._status(wid)
             if status == "not_found":
                 return SpecialSlot(workflow_id=wid, open=False)
@@ -190,8 +199,8 @@ class InspectionActivities:
     @activity.defn(name="ledger.record_inspection")
     async def record_inspection(self, req: RecordInspection) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
-            return await write_inspection(conn, [req.event], req.snapshot, req.method, req.findings,
-                                          req.evaluation)
+            return await write_inspection(conn, self._chain(), [req.event], req.snapshot, req.method,
+                                          req.findings, req.evaluation)
 
     # --- risk indicators ------------------------------------------------------------------
 

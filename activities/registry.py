@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.ledger import chained_insert
+from config.chain_key import ChainKey
 from rules.permissions import refusal
 from schemas.registry import (
     AgencyEntry,
@@ -47,9 +50,26 @@ def _party(row: asyncpg.Record) -> Party:
     return Party(**{k: row[k] for k in _COLUMNS.split(", ")})
 
 
+async def append_authorization(conn: asyncpg.Connection, chain: ChainKey, req: AuthorizeInput, *, allowed: bool,
+                               reason: str, key: str | None) -> bool:
+    """Log one authorization decision on its own keyed chain (migrations/0015_keyed_chain.sql), in
+    the caller's transaction; the same activity key twice writes nothing (False)."""
+    return await chained_insert(conn, chain, "authorization_log", {
+        "at": datetime.now(UTC), "operator": req.operator, "agency": req.agency, "action": req.action,
+        "workflow_id": req.workflow_id, "allowed": allowed, "reason": reason, "activity_key": key,
+    }, "(activity_key)")
+
+
 class RegistryStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, chain: ChainKey | None = None) -> None:
         self.pool = pool
+        self.chain = chain  # needed by `authorize` only (it appends to the keyed authorization log)
+
+    def _chain(self) -> ChainKey:
+        if self.chain is None:
+            raise ApplicationError("RegistryStore needs the chain key to log authorizations",
+                                   type="Misconfigured", non_retryable=True)
+        return self.chain
 
     async def load(self, registry: RegistryFile) -> LoadReport:
         """Upsert every entry in one transaction; a failure writes nothing."""
@@ -79,18 +99,25 @@ class RegistryStore:
         changed = False
         for op in e.operators:
             row = old.pop(op.id, None)
-            if row is not None and (row["name"], list(row["roles"]), row["active"]) == (op.name, op.roles, op.active):
+            if row is not None and (
+                row["name"], list(row["roles"]), row["active"], row["principal"]
+            ) == (op.name, op.roles, op.active, op.principal):
                 continue
             await conn.execute(
-                "INSERT INTO operators (id, party, name, roles, active) VALUES ($1, $2, $3, $4, $5) "
+                "INSERT INTO operators (id, party, name, roles, active, principal) VALUES ($1, $2, $3, $4, $5, $6) "
                 "ON CONFLICT (id) DO UPDATE SET party = EXCLUDED.party, name = EXCLUDED.name, "
-                "roles = EXCLUDED.roles, active = EXCLUDED.active, updated_at = now()",
-                op.id, code, op.name, op.roles, op.active,
+                "roles = EXCLUDED.roles, active = EXCLUDED.active, principal = EXCLUDED.principal, "
+                "updated_at = now()",
+                op.id, code, op.name, op.roles, op.active, op.principal,
             )
             changed = True
         for op_id, row in old.items():
-            if row["active"]:
-                await conn.execute("UPDATE operators SET active = false, updated_at = now() WHERE id = $1", op_id)
+            # No longer listed: deactivated, and their sign-in freed for whoever gets it next.
+            if row["active"] or row["principal"] is not None:
+                await conn.execute(
+                    "UPDATE operators SET active = false, principal = NULL, updated_at = now() WHERE id = $1",
+                    op_id,
+                )
                 changed = True
         return changed
 
@@ -157,6 +184,11 @@ class RegistryStore:
             raise KeyError(code)
         return secret
 
+    async def operator_for_principal(self, principal_name: str) -> str | None:
+        """The operator who signs in as this JWT `sub` (active or not: authorization decides
+        that), or None."""
+        return await self.pool.fetchval("SELECT id FROM operators WHERE principal = $1", principal_name)
+
     # --- activities -------------------------------------------------------------------------
 
     @activity.defn(name="registry.lookup_parties")
@@ -186,7 +218,7 @@ class RegistryStore:
         business error (never retried) naming the reason."""
         async with self.pool.acquire() as conn:
             reason = await authorization_refusal(conn, req)
-            await log_authorization(conn, req, reason)
+            await log_authorization(conn, self._chain(), req, reason)
         if reason is not None:
             raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
         return True
@@ -208,14 +240,12 @@ async def authorization_refusal(conn: asyncpg.Connection, req: AuthorizeInput) -
     )
 
 
-async def log_authorization(conn: asyncpg.Connection, req: AuthorizeInput, reason: str | None) -> None:
-    """One row per decision: a retried activity (same run, same activity id) writes nothing twice."""
+async def log_authorization(conn: asyncpg.Connection, chain: ChainKey, req: AuthorizeInput,
+                            reason: str | None) -> None:
+    """One row per decision, on the keyed authorization chain, in the caller's transaction (or one
+    of its own): a retried activity (same run, same activity id) writes nothing twice."""
     key = None
     if activity.in_activity():
         info = activity.info()
         key = f"{info.workflow_run_id}/{info.activity_id}"
-    await conn.execute(
-        "INSERT INTO authorization_log (operator, agency, action, workflow_id, allowed, reason, activity_key) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (activity_key) DO NOTHING",
-        req.operator, req.agency, req.action, req.workflow_id, reason is None, reason or "", key,
-    )
+    await append_authorization(conn, chain, req, allowed=reason is None, reason=reason or "", key=key)

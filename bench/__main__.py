@@ -5,7 +5,7 @@ The whole run must stay under 15 minutes on 2 cores, so the parts run in a fixed
 last one (fan-out) gets whatever time is left: each of its scales runs to completion or to its
 share of that time, and a capped scale is reported as such. Sizes can be changed for a longer run:
 BENCH_LIFECYCLES (overhead, default 60), BENCH_BUDGET_S (default 840), BENCH_PARTS (comma list of
-overhead,callbacks,sandbox,ledger,fanout), BENCH_FANOUT_SERVER (dev, the default, or time-skipping).
+overhead,callbacks,sandbox,ledger,xlsx,fanout), BENCH_FANOUT_SERVER (dev, the default, or time-skipping).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import time
 import traceback
 from datetime import UTC, datetime
 
-from bench import callbacks, fanout, ledger_queries, overhead, report, sandbox
+from bench import callbacks, fanout, ledger_queries, overhead, report, sandbox, xlsx_export
 from bench.stack import machine, say
 
-PARTS = ("overhead", "callbacks", "sandbox", "ledger", "fanout")
+PARTS = ("overhead", "callbacks", "sandbox", "ledger", "xlsx", "fanout")
 
 
 async def main() -> int:
@@ -28,6 +28,11 @@ async def main() -> int:
 
     configure_logging("console", "warning")  # the bench process's own activity calls stay quiet
     began = time.monotonic()
+    # The throwaway stacks' ledgers are chained with a key of this run (config/chain_key.py);
+    # worker processes inherit it.
+    from config.chain_key import ChainKey
+
+    os.environ.setdefault("DUCHA_LEDGER_CHAIN_KEY", ChainKey.generate().to_base64())
     budget = float(os.environ.get("BENCH_BUDGET_S", "840"))
     wanted = os.environ.get("BENCH_PARTS", ",".join(PARTS)).split(",")
     results: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
@@ -72,6 +77,7 @@ async def main() -> int:
     await part("callbacks", run_callbacks)
     await part("sandbox", run_sandbox)
     await part("ledger", ledger_queries.run)
+    await part("xlsx", xlsx_export.run)
     await part("fanout", run_fanout)
     results["total_seconds"] = time.monotonic() - began
     saved = report.save(results)

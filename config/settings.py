@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     calendar_dir: Path = PROJECT_ROOT / "data" / "calendar"
     # Yearly assessment rubric (docs/assessment.md)
     assessment_rubric: Path = PROJECT_ROOT / "data" / "assessment" / "rubric.yaml"
+    # 公文 (documents/, docs/operators.md "Documents"): 发文字号 {document_prefix}〔{year}〕{n}号,
+    # numbered per prefix and year in PostgreSQL; the 发文机关 (empty: the registry's law_office).
+    document_prefix: str = Field("西法督", pattern=r"^[^\s〔〕\[\]]{1,16}$")
+    document_issuer: str = Field("", max_length=40)
     # Callbacks
     callback_allowlist: list[str] = Field(default_factory=list)
     callback_retry_schedule: list[float] = Field(
@@ -72,6 +76,9 @@ class Settings(BaseSettings):
     # The first attempt of each delivery is made by `callbacks.publish` itself, with this
     # timeout; a delivery that needs a retry is handed to a CallbackDelivery workflow.
     callback_inline_timeout_seconds: float = Field(3.0, gt=0)
+    # Identity (docs/deployment.md, 身份核验): refuse operator actions whose event carries no
+    # server-recorded principal of a registered operator. Off: allowed, marked unverified.
+    require_principal: bool = False
     # Payload encryption (workers/codec.py, docs/deployment.md "Encryption and the codec server").
     # DUCHA_CODEC_KEYS: JSON object {"key-id": "<base64 of 32 random bytes>", ...}; every key
     # listed decrypts, DUCHA_CODEC_KEY_ID names the one that encrypts. Unset: the key file.
@@ -97,6 +104,17 @@ class Settings(BaseSettings):
     board_ui_url: str = ""
     board_refresh_seconds: int = Field(5, ge=1, le=3600)
 
+    # Keyed audit chain (config/chain_key.py, docs/reliability.md "The audit trail"): base64 of
+    # 32+ random bytes the database never sees. Unset: the key file (DUCHA_LEDGER_CHAIN_KEY_FILE,
+    # default `{data_dir}/ledger-chain-key`), which `ducha up` creates (mode 0600).
+    ledger_chain_key: SecretStr | None = None
+    ledger_chain_key_file: Path | None = None
+    # Least privilege: migrations run as the owner (DUCHA_DATABASE_OWNER_URL; empty = the same as
+    # DUCHA_DATABASE_URL), which then grants DUCHA_APP_ROLE what the service needs and no more;
+    # the service connects with DUCHA_DATABASE_URL as that role (docs/deployment.md).
+    database_owner_url: str = ""
+    app_role: str = Field("ducha_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -118,7 +136,7 @@ class Settings(BaseSettings):
             raise ValueError('must be "MM-DD HH:MM", a day every year has, e.g. "01-05 09:00"') from None
         return value.strip()
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_owner_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
         if value and not value.startswith(("postgresql://", "postgres://")):
@@ -217,6 +235,13 @@ class Settings(BaseSettings):
     @property
     def postgres_url(self) -> str:
         """The URL to connect to: the configured one, or the embedded server's."""
+        return self.database_url or f"postgresql://{self.app_role}@127.0.0.1:{self.pg_port}/ducha"
+
+    @property
+    def owner_url(self) -> str:
+        """The URL migrations run with: the owner of the schema (never the service's role)."""
+        if self.database_owner_url:
+            return self.database_owner_url
         return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/ducha"
 
 

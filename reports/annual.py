@@ -15,6 +15,7 @@ import asyncpg
 
 from rules.rubric import COMPONENTS
 from schemas.codes import AgencyCode
+from schemas.ids import annual_assessment
 from schemas.report import (
     AnnualReportData,
     BatchCoverage,
@@ -277,7 +278,7 @@ class YearRecords:
             out["rectifications"] = await q("SELECT * FROM rectifications WHERE year = $1 ORDER BY problem_no", year)
             out["rectification_events"] = await events("rectification", [r["problem_no"] for r in out["rectifications"]])
             workflows = ([r["workflow_id"] for r in out["clues"]] + rounds + wids
-                         + [r["workflow_id"] for r in out["rectifications"]] + [f"annual-assessment-{year}"])
+                         + [r["workflow_id"] for r in out["rectifications"]] + [annual_assessment(year)])
             out["callback_events"] = await q(
                 "SELECT * FROM callback_events WHERE workflow_id = ANY($1::text[]) "
                 "OR (type = 'bulletin.published' AND data->>'from' LIKE $2) ORDER BY event_id",

@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel
-
-from schemas.calendar import DeadlinePlan, DeadlineRequest
+from schemas.calendar import DeadlineState  # the state of one deadline (re-exported)
 
 
 class Step(StrEnum):
@@ -27,21 +25,6 @@ class Light(StrEnum):
     GREEN = "green"
     YELLOW = "yellow"
     RED = "red"
-
-
-class DeadlineState(BaseModel):
-    name: str
-    plan: DeadlinePlan
-    request: DeadlineRequest | None = None  # kept so the plan can be recomputed
-    reminded: bool = False
-    overdue: bool = False
-    escalated: bool = False
-    met_at: datetime | None = None
-    extensions: int = 0
-
-    @property
-    def open(self) -> bool:
-        return self.met_at is None
 
 
 def next_step(state: DeadlineState, now: datetime) -> tuple[Step | None, datetime | None]:

@@ -9,31 +9,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from schemas.actions import Action
+
+__all__ = ["ACTION_ROLES", "Action", "Role", "refusal"]
+
 
 class Role(StrEnum):
     CLERK = "clerk"  # 经办人: acts for their own agency or unit
     INSPECTOR = "inspector"  # 督察组成员: reviews, look-backs, inspection records
     SUPERVISOR = "supervisor"  # 督办负责人 (law_office): extends deadlines
-
-
-class Action(StrEnum):
-    """Every operator action the workflows authorize (the update it is named for)."""
-
-    CLUE_TRANSFER = "clue.transfer"
-    CLUE_ACKNOWLEDGE = "clue.acknowledge"
-    CLUE_REPORT_RESULT = "clue.report_result"
-    CLUE_WITHDRAW = "clue.withdraw"
-    CLUE_EXTEND_DEADLINE = "clue.extend_deadline"
-    RECTIFICATION_SUBMIT_REPORT = "rectification.submit_report"
-    RECTIFICATION_REVIEW = "rectification.review"
-    RECTIFICATION_RECORD_LOOKBACK = "rectification.record_lookback"
-    RECTIFICATION_EXTEND_DEADLINE = "rectification.extend_deadline"
-    INSPECTION_SUBMIT_SELF_INSPECTION = "inspection.submit_self_inspection"
-    INSPECTION_RECORD_METHOD = "inspection.record_method"
-    INSPECTION_RECORD_FINDING = "inspection.record_finding"
-    INSPECTION_EVALUATE = "inspection.evaluate"
-    INSPECTION_ISSUE_FEEDBACK = "inspection.issue_feedback"
-    ROUND_MANAGE = "round.manage"
 
 
 # The role each action needs beyond membership of the acting agency (None: membership is enough).

@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 
+from schemas import ids
+
 LETTERS = "piocf"
 _P, _I, _O, _C, _F = LETTERS.encode("ascii")
 _NOT_COMPLETED = re.compile(rb"[^c]")
@@ -36,8 +38,7 @@ def workflow_id(year: int, code: str, attempt: int) -> str | None:
     """The id of a unit's `attempt`-th inspection in the round of `year` (None before the first)."""
     if attempt < 1:
         return None
-    base = f"inspection-{year}-routine-{code}"
-    return base if attempt == 1 else f"{base}-{attempt}"
+    return ids.inspection(year, "routine", code, attempt)
 
 
 class RoundUnits:

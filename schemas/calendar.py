@@ -35,3 +35,20 @@ class DeadlinePlan(BaseModel):
     escalate_at: datetime
     provisional: bool = Field(description="a year involved has no official schedule loaded")
     provisional_years: list[int] = Field(default_factory=list)
+
+
+class DeadlineState(BaseModel):
+    """One deadline of a case: its plan and which of its steps (rules/deadline_steps.py) were taken."""
+
+    name: str
+    plan: DeadlinePlan
+    request: DeadlineRequest | None = None  # kept so the plan can be recomputed
+    reminded: bool = False
+    overdue: bool = False
+    escalated: bool = False
+    met_at: datetime | None = None
+    extensions: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.met_at is None

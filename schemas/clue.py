@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from schemas.case_state import CaseState
 from schemas.codes import CODE_PATTERN, NUMBER_PATTERN, AgencyCode
 from schemas.common import (
     DeadlineView,
@@ -170,3 +171,12 @@ class ClueResult(BaseModel):
     outcome: Outcome | None
     escalations: int
     links: list[Link]
+
+
+class ClueState(CaseState):
+    """What a ClueTransfer carries (workflows/clue_transfer.py)."""
+
+    stage: Stage = Stage.REGISTERED
+    outcome: ReportResult | None = None
+    escalations: int = 0
+    missed: int = 0

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from schemas.case_state import CaseState
 from schemas.codes import CODE_PATTERN, AgencyCode
 from schemas.common import DeadlineView, HistoryEntry, Link, Model, OperatorAction, Ref
 from schemas.ledger import LedgerEvent
@@ -343,3 +344,13 @@ class RecordInspection(BaseModel):
     method: MethodRow | None = None
     findings: list[FindingRow] = Field(default_factory=list, description="new or updated finding rows")
     evaluation: EvaluationRow | None = None
+
+
+class InspectionState(CaseState):
+    """What a UnitInspection carries (workflows/unit_inspection.py)."""
+
+    stage: Stage = Stage.SELF_INSPECTION
+    methods: list[MethodView] = Field(default_factory=list)
+    findings: list[FindingRow] = Field(default_factory=list)
+    evaluation: EvaluationView | None = None
+    self_missed: bool = False

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
+from schemas.case_state import CaseState
 from schemas.codes import CODE_PATTERN, NUMBER_PATTERN
 from schemas.common import DeadlineView, HistoryEntry, Link, Model, OperatorAction, Ref
 
@@ -127,3 +128,15 @@ class RectificationResult(BaseModel):
     escalated: bool
     carried_over: int
     links: list[Link]
+
+
+class RectificationState(CaseState):
+    """What a Rectification carries (workflows/rectification.py)."""
+
+    stage: Stage = Stage.RECTIFYING
+    missed: int = 0
+    reopened: int = 0
+    extensions: int = 0
+    escalated: bool = False
+    carried_over: int = 0
+    lookback_due_at: datetime | None = None

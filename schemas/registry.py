@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from schemas.actions import Action
 from schemas.codes import CODE_PATTERN, AgencyCode
 
 
@@ -45,6 +46,9 @@ class OperatorEntry(Strict):
     name: str = Field(min_length=1, max_length=50)
     roles: list[Literal["clerk", "inspector", "supervisor"]] = Field(default_factory=lambda: ["clerk"])
     active: bool = True
+    # The JWT `sub` this person signs in to the Web UI as (the county's OIDC login); Temporal
+    # records it on the events their actions carry (docs/deployment.md, 身份核验). Unique.
+    principal: str | None = Field(None, min_length=1, max_length=255, pattern=r"^\S+$")
 
 
 class AgencyEntry(Strict):
@@ -79,6 +83,7 @@ class RegistryFile(Strict):
     def _unique_codes(self) -> RegistryFile:
         seen: set[str] = set()
         operators: set[str] = set()
+        principals: set[str] = set()
         for kind, entries in (("agencies", self.agencies), ("units", self.units)):
             for index, entry in enumerate(entries):
                 code = str(entry.code)
@@ -89,6 +94,10 @@ class RegistryFile(Strict):
                     if op.id in operators:
                         raise DuplicateCode(kind, index, op.id, ("operators", n, "id"))
                     operators.add(op.id)
+                    if op.principal is not None:
+                        if op.principal in principals:
+                            raise DuplicateCode(kind, index, op.principal, ("operators", n, "principal"))
+                        principals.add(op.principal)
         return self
 
 
@@ -119,7 +128,7 @@ class Party(BaseModel):
 class AuthorizeInput(BaseModel):
     operator: str
     agency: str
-    action: str = Field(description="e.g. clue.transfer, rectification.review (rules/permissions.py)")
+    action: Action = Field(description="e.g. clue.transfer, rectification.review (schemas/actions.py)")
     workflow_id: str
 
 
@@ -140,3 +149,44 @@ class LookupPartiesOutput(BaseModel):
     found: dict[str, Party]
     missing: list[str]
     operators: dict[str, OperatorGrant] = Field(default_factory=dict, description="of the parties found, by id")
+
+
+# --- identity check (activities/principal.py, rules/principal.py) --------------------------------
+
+
+class PrincipalCheckInput(BaseModel):
+    """Which action to check: the start of a run, one signal, or one update."""
+
+    workflow_id: str = Field(min_length=1)
+    run_id: str = Field("", description="empty: the run of the calling activity, else the current run")
+    kind: Literal["start", "signal", "update"]
+    update_id: str | None = None
+    signal_name: str | None = None
+    signal_ordinal: int | None = Field(None, ge=0, description="0-based, among this run's signals of that name")
+    signal_event_id: int | None = Field(None, ge=1)
+    operator: str | None = Field(None, description="the operator typed into the action (a claim)")
+    require: bool | None = Field(None, description="None: DUCHA_REQUIRE_PRINCIPAL")
+
+    @model_validator(mode="after")
+    def _target(self) -> PrincipalCheckInput:
+        if self.kind == "update" and not self.update_id:
+            raise ValueError("kind update needs update_id")
+        if self.kind == "signal" and self.signal_event_id is None and (
+            not self.signal_name or self.signal_ordinal is None
+        ):
+            raise ValueError("kind signal needs signal_event_id, or signal_name and signal_ordinal")
+        return self
+
+
+class PrincipalCheckOutput(BaseModel):
+    allowed: bool
+    identity_verified: bool
+    operator: str | None = None
+    reason: str = ""
+    principal_type: str | None = None  # the verified caller, when there is one
+    principal_name: str | None = None
+    recorded: str | None = Field(None, description="type/name stamped on the event, whoever it names")
+    event_id: int | None = None
+    event_type: str | None = None
+    events_read: int = 0
+    pages: int = 0

@@ -41,6 +41,25 @@ def isolated_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         os.environ["DUCHA_DATA_DIR"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ledger_chain_key() -> Iterator[str]:
+    """A chain key of this test session (config/chain_key.py), for every Settings() and `ducha`
+    subprocess; the key file of a developer's `.data/` is never read."""
+    from config.chain_key import ChainKey
+
+    key = ChainKey.generate().to_base64()
+    previous = os.environ.get("DUCHA_LEDGER_CHAIN_KEY")
+    os.environ["DUCHA_LEDGER_CHAIN_KEY"] = key
+    yield key
+    if previous is None:
+        os.environ.pop("DUCHA_LEDGER_CHAIN_KEY", None)
+    else:
+        os.environ["DUCHA_LEDGER_CHAIN_KEY"] = previous
+
+
+APP_ROLE = "ducha_app"  # the service's least-privilege role (workers/db.py grant_app_role)
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), database="postgres")
@@ -58,8 +77,21 @@ def db_url(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
     url = pg_server.admin_url(name)
     import asyncio
 
-    asyncio.run(migrate_dsn(url))
+    asyncio.run(migrate_dsn(url, app_role=APP_ROLE))
     return url
+
+
+@pytest.fixture(scope="module")
+def app_db_url(db_url: str) -> str:
+    """The same database as the service's role sees it: no DDL, append-only audit tables."""
+    return db_url.replace("postgresql://postgres@", f"postgresql://{APP_ROLE}@", 1)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def app_pool(app_db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(app_db_url, max_size=10)
+    yield p
+    await p.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -134,9 +166,9 @@ async def receiver(pool):
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def env(ts_env, pool, db_url, receiver):
+async def env(ts_env, pool, app_pool, db_url, receiver):
     """A worker with every workflow and real activity on the time-skipping server, on its own
-    task queue; yields (environment, task_queue)."""
+    task queue, connected as the service's role; yields (environment, task_queue)."""
     import httpx
     from temporalio.worker import Worker
 
@@ -150,7 +182,7 @@ async def env(ts_env, pool, db_url, receiver):
     async with httpx.AsyncClient() as http:
         worker = Worker(
             ts_env.client, task_queue=task_queue, workflows=ALL_WORKFLOWS,
-            activities=build_activities(pool, settings, ts_env.client, http),
+            activities=build_activities(app_pool, settings, ts_env.client, http),
         )
         async with worker:
             yield ts_env, task_queue

@@ -12,6 +12,8 @@ from temporalio.exceptions import FailureError
 with workflow.unsafe.imports_passed_through():
     from schemas.inspection import InspectionProgress, UnitInspectionStart
 
+from workflows.annual_round import AnnualInspectionRound
+
 
 @workflow.defn(name="UnitInspection")
 class FastUnitInspection:
@@ -44,7 +46,7 @@ def _length(start: UnitInspectionStart) -> int:
 async def _report_completed(start: UnitInspectionStart) -> None:
     try:
         await workflow.get_external_workflow_handle(start.trigger.ref).signal(
-            "inspection_progress",
+            AnnualInspectionRound.inspection_progress,
             InspectionProgress(unit=start.unit, workflow_id=workflow.info().workflow_id, event="completed"))
     except FailureError as exc:  # as the real one: the round's weekly check finds it completed
         workflow.logger.warning("could not report to round %s: %s", start.trigger.ref, exc)

@@ -20,6 +20,7 @@ import struct
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,9 +29,15 @@ import pytest
 from temporalio.service import RPCError
 
 from rules.annual_report import BLUE, GREEN, RED
+from schemas import ids
 from schemas.assessment import AssessmentResult
 from schemas.inspection import InspectionResult, InspectionStatus
 from schemas.rectification import RectificationStatus
+from workflows.annual_round import AnnualInspectionRound
+from workflows.assessment import AnnualAssessment
+from workflows.clue_transfer import ClueTransfer
+from workflows.rectification import Rectification
+from workflows.unit_inspection import UnitInspection
 
 from .support import run_cli, wait_for_async
 
@@ -66,29 +73,29 @@ async def _inspect(env, wid: str, unit: str, *, findings: list[dict], score: flo
                    self_inspect: bool = True) -> InspectionResult | None:
     """Drive the round's inspection of `unit` through the chain (as far as `score` allows)."""
     environment, _ = env
-    handle = environment.client.get_workflow_handle(wid, result_type=InspectionResult)
+    handle = environment.client.get_workflow_handle_for(UnitInspection.run, wid)
     await wait_for_async(lambda: _status(handle), lambda s: s is not None and len(s.deadlines) == 2)
 
-    async def act(name: str, **arg):
-        return await handle.execute_update(name, arg, result_type=InspectionStatus)
+    async def act(update: Callable[..., Awaitable[InspectionStatus]], /, **arg) -> InspectionStatus:
+        return await handle.execute_update(update, arg)
 
     team = who("coordination_group")
     if self_inspect:
-        await act("submit_self_inspection", **who(unit), summary="已完成自查", problems_found=1)
+        await act(UnitInspection.submit_self_inspection, **who(unit), summary="已完成自查", problems_found=1)
     if score is None:
         return None
-    await act("record_method", **team, method="hear_report", summary="听取汇报")
-    await act("record_method", **team, method="review_case_files", summary="评查案卷20卷", count=20)
+    await act(UnitInspection.record_method, **team, method="hear_report", summary="听取汇报")
+    await act(UnitInspection.record_method, **team, method="review_case_files", summary="评查案卷20卷", count=20)
     for f in findings:
-        await act("record_finding", **team, **f)
-    await act("evaluate", **team, score=score, grade="good" if score >= 80 else "pass", comments="总体规范")
-    await act("issue_feedback", **team, opinion="请逐项整改并按期报告", due_in_working_days=5, bulletin="西法督通〔1〕号")
+        await act(UnitInspection.record_finding, **team, **f)
+    await act(UnitInspection.evaluate, **team, score=score, grade="good" if score >= 80 else "pass", comments="总体规范")
+    await act(UnitInspection.issue_feedback, **team, opinion="请逐项整改并按期报告", due_in_working_days=5, bulletin="西法督通〔1〕号")
     return await handle.result()
 
 
 async def _status(handle) -> InspectionStatus | None:
     try:
-        return await handle.query("status", result_type=InspectionStatus)
+        return await handle.query(UnitInspection.status)
     except RPCError:
         return None  # not started yet
 
@@ -102,13 +109,13 @@ def _rect(env, wid: str):
     return environment.client.get_workflow_handle(wid)
 
 
-async def _do(handle, name: str, **arg) -> RectificationStatus:
-    return await handle.execute_update(name, arg, result_type=RectificationStatus)
+async def _do(handle, update: Callable[..., Awaitable[RectificationStatus]], /, **arg) -> RectificationStatus:
+    return await handle.execute_update(update, arg)
 
 
 async def _clue(env, no: str, **inp):
     environment, tq = env
-    return await environment.client.start_workflow("ClueTransfer", {"clue_no": no, **inp}, id=f"clue-{no}",
+    return await environment.client.start_workflow(ClueTransfer.run, {"clue_no": no, **inp}, id=ids.clue(no),
                                                    task_queue=tq)
 
 
@@ -130,8 +137,8 @@ async def simulated(env, pool, db_url, receiver, tmp_path_factory) -> Year:
     await _load_operators(pool)
 
     # 年度平时督察 in two batches over every unit of the demo county.
-    round_id = f"annual-inspection-{y}"
-    await environment.client.start_workflow("AnnualInspectionRound", {"year": y, "batches": 2}, id=round_id,
+    round_id = ids.annual_round(y)
+    await environment.client.start_workflow(AnnualInspectionRound.run, {"year": y, "batches": 2}, id=round_id,
                                             task_queue=tq)
     await wait_for_async(lambda: pool.fetch("SELECT unit, batch, opens_on FROM round_units WHERE round_id = $1 "
                                             "ORDER BY batch, unit", round_id), lambda rows: len(rows) > 10)
@@ -140,7 +147,7 @@ async def simulated(env, pool, db_url, receiver, tmp_path_factory) -> Year:
     first = [r["unit"] for r in plan if r["batch"] == 1]
     second = [r for r in plan if r["batch"] == 2]
     a, b, c, d, busy, idle = first[:6]
-    wid = {u: f"inspection-{y}-routine-{u}" for u in (a, b, c, d, busy, idle, second[0]["unit"])}
+    wid = {u: ids.inspection(y, "routine", u) for u in (a, b, c, d, busy, idle, second[0]["unit"])}
 
     # 逐级检查: four units of the first batch completed, one still being inspected, one that never
     # self-inspected; one of the second batch completed when it opens.
@@ -156,24 +163,24 @@ async def simulated(env, pool, db_url, receiver, tmp_path_factory) -> Year:
     # one raised by hand from a tour's feedback; the inspections' own problems stay open.
     team = who("law_office")
     r1 = _rect(env, ra.rectifications[0])  # accepted; its look-back falls due
-    await _do(r1, "submit_report", **who(a), measures="已补正程序")
-    accepted = await _do(r1, "review", **team, decision="accept")
+    await _do(r1, Rectification.submit_report, **who(a), measures="已补正程序")
+    accepted = await _do(r1, Rectification.review, **team, decision="accept")
     r2 = _rect(env, ra.rectifications[1])  # rejected once, then accepted
-    await _do(r2, "submit_report", **who(a), measures="已整改")
-    await _do(r2, "review", **team, decision="reject", reason="证据不足")
-    await _do(r2, "submit_report", **who(a), measures="补充证据")
-    await _do(r2, "review", **team, decision="accept")
+    await _do(r2, Rectification.submit_report, **who(a), measures="已整改")
+    await _do(r2, Rectification.review, **team, decision="reject", reason="证据不足")
+    await _do(r2, Rectification.submit_report, **who(a), measures="补充证据")
+    await _do(r2, Rectification.review, **team, decision="accept")
     r3 = _rect(env, rd.rectifications[0])  # accepted, the look-back fails: reopened
-    await _do(r3, "submit_report", **who(d), measures="已整改")
-    await _do(r3, "review", **team, decision="accept")
-    r4 = await environment.client.start_workflow("Rectification", {
+    await _do(r3, Rectification.submit_report, **who(d), measures="已整改")
+    await _do(r3, Rectification.review, **team, decision="accept")
+    r4 = await environment.client.start_workflow(Rectification.run, {
         "problem_no": f"{y}-T001", "unit": c, "origin": {"kind": "tour", "ref": f"西巡反馈〔{y}〕2号"},
         "list": "individual", "category": "行政审批", "description": "审批超时限", "basis": "相关规定",
         "opinion": "压缩审批时限", "due_in_working_days": 10, "lookback_after_days": 90, "severity": "general",
-        "issued_by": OPERATORS["law_office"]}, id=f"rectification-{y}-T001", task_queue=tq)
-    await wait_for_async(lambda: r4.query("status", result_type=RectificationStatus), lambda st: bool(st.deadlines))
-    await _do(r4, "submit_report", **who(c), measures="已压缩时限")
-    await _do(r4, "review", **team, decision="accept")  # closed after the look-back
+        "issued_by": OPERATORS["law_office"]}, id=ids.rectification(f"{y}-T001"), task_queue=tq)
+    await wait_for_async(lambda: r4.query(Rectification.status), lambda st: bool(st.deadlines))
+    await _do(r4, Rectification.submit_report, **who(c), measures="已压缩时限")
+    await _do(r4, Rectification.review, **team, decision="accept")  # closed after the look-back
     # b's problem is left alone: overdue, then escalated (拒不整改).
 
     # 线索: route a met on time, route c missed by justice, a routine clue not transferred.
@@ -181,24 +188,24 @@ async def simulated(env, pool, db_url, receiver, tmp_path_factory) -> Year:
     ca = await _clue(env, f"{y}-9001", route="to_law_office", source="court", channel="judgment_enforcement",
                      importance="important", discovered_on=today, subject_unit=a, title="执行中发现程序违法",
                      reported_by=OPERATORS["court"])
-    await ca.execute_update("transfer", who("court"))
-    await ca.execute_update("acknowledge", who("law_office"))
-    await ca.execute_update("report_result", {**who("law_office"), "outcome": "substantiated",
-                                              "summary": "经核查属实"})
+    await ca.execute_update(ClueTransfer.transfer, who("court"))
+    await ca.execute_update(ClueTransfer.acknowledge, who("law_office"))
+    await ca.execute_update(ClueTransfer.report_result,
+                            {**who("law_office"), "outcome": "substantiated", "summary": "经核查属实"})
     cc = await _clue(env, f"{y}-9002", route="to_justice", source="discipline", channel="supervision_review",
                      importance="important", discovered_on=today, subject_unit=b, title="执法行为不当",
                      reported_by=OPERATORS["discipline"])
-    await cc.execute_update("transfer", who("discipline"))
+    await cc.execute_update(ClueTransfer.transfer, who("discipline"))
     await _clue(env, f"{y}-9003", route="to_law_office", source="procuratorate", channel="public_interest_litigation",
                 importance="routine", discovered_on=today, subject_unit=c, title="公益诉讼中发现问题",
                 reported_by=OPERATORS["procuratorate"])
 
     # 回头看 when it falls due (90 days after acceptance).
     await _pass_time(environment, datetime.fromisoformat(accepted.lookback_due_at) + timedelta(hours=1))
-    await wait_for_async(lambda: r4.query("status", result_type=RectificationStatus),
+    await wait_for_async(lambda: r4.query(Rectification.status),
                          lambda st: st.stage == "lookback")
-    await _do(r4, "record_lookback", **team, result="pass", findings="抽查规范")
-    await _do(r3, "record_lookback", **team, result="fail", findings="问题反弹")
+    await _do(r4, Rectification.record_lookback, **team, result="pass", findings="抽查规范")
+    await _do(r3, Rectification.record_lookback, **team, result="fail", findings="问题反弹")
 
     # The second batch opens; one of its units is inspected.
     opens = second[0]["opens_on"]
@@ -210,8 +217,7 @@ async def simulated(env, pool, db_url, receiver, tmp_path_factory) -> Year:
     # the schedule's day: 10 January.
     await _pass_time(environment, datetime(y + 1, 1, 10, 9, 30, tzinfo=CHINA))
     handle = await environment.client.start_workflow(
-        "AnnualAssessment", {"year": None}, id=f"annual-assessment-{y}", task_queue=tq,
-        result_type=AssessmentResult)
+        AnnualAssessment.run, {"year": None}, id=ids.annual_assessment(y), task_queue=tq)
     result = await handle.result()
     assert result.year == y, "null year: the year before the start"
 

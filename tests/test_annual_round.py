@@ -16,15 +16,23 @@ import pytest
 from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from schemas import ids
 from schemas.inspection import InspectionStatus
-from schemas.round import Coverage, RoundResult
+from schemas.round import Coverage
+from workflows.annual_round import AnnualInspectionRound
 from workflows.catalog import ALL_WORKFLOWS
+from workflows.unit_inspection import UnitInspection
 
 from .support import assert_replays, unit_operator, wait_for, wait_for_async
 
 CHINA = timezone(timedelta(hours=8))
 TEAM = {"operator": "朱红", "agency": "coordination_group"}  # 执法协调小组's inspector
 _years: list[int] = []
+
+
+def routine(year: int, unit: str, attempt: int = 1) -> str:
+    """The workflow id of a unit's `attempt`-th routine inspection in the round of `year`."""
+    return ids.inspection(year, "routine", unit, attempt)
 
 
 async def next_year(environment) -> int:
@@ -41,8 +49,7 @@ async def only_active(pool, codes: list[str]) -> None:
 async def start_round(env, year: int, *, wid: str | None = None, **extra):
     environment, tq = env
     handle = await environment.client.start_workflow(
-        "AnnualInspectionRound", {"year": year, **extra}, id=wid or f"annual-inspection-{year}", task_queue=tq,
-        result_type=RoundResult)
+        AnnualInspectionRound.run, {"year": year, **extra}, id=wid or ids.annual_round(year), task_queue=tq)
     await wait_for_async(lambda: planned(handle), lambda c: c is not None and c.total > 0)
     return handle
 
@@ -55,7 +62,7 @@ async def planned(handle) -> Coverage | None:
 
 
 async def coverage(handle) -> Coverage:
-    return await handle.query("coverage", result_type=Coverage)
+    return await handle.query(AnnualInspectionRound.coverage)
 
 
 async def until(environment, at: datetime) -> None:
@@ -70,7 +77,7 @@ def opens(day: date) -> datetime:
 
 async def child_status(environment, wid: str) -> InspectionStatus | None:
     try:
-        return await environment.client.get_workflow_handle(wid).query("status", result_type=InspectionStatus)
+        return await environment.client.get_workflow_handle(wid).query(UnitInspection.status)
     except RPCError:
         return None
 
@@ -81,11 +88,12 @@ async def complete(environment, wid: str, unit: str) -> InspectionStatus:
     h = environment.client.get_workflow_handle(wid)
     st = await child_status(environment, wid)
     if st.stage == "self_inspection":
-        await h.execute_update("submit_self_inspection", {"operator": unit_operator(unit), "agency": unit,
-                                                          "summary": "自查完毕"})
-    await h.execute_update("record_method", {**TEAM, "method": "review_case_files", "summary": "评查案卷", "count": 10})
-    await h.execute_update("evaluate", {**TEAM, "score": 85, "grade": "good"})
-    await h.execute_update("issue_feedback", {**TEAM, "opinion": "继续规范执法"})
+        await h.execute_update(UnitInspection.submit_self_inspection,
+                               {"operator": unit_operator(unit), "agency": unit, "summary": "自查完毕"})
+    await h.execute_update(UnitInspection.record_method,
+                           {**TEAM, "method": "review_case_files", "summary": "评查案卷", "count": 10})
+    await h.execute_update(UnitInspection.evaluate, {**TEAM, "score": 85, "grade": "good"})
+    await h.execute_update(UnitInspection.issue_feedback, {**TEAM, "opinion": "继续规范执法"})
     return st
 
 
@@ -107,11 +115,11 @@ async def test_small_round_end_to_end_with_carry_over_priority(env, pool, receiv
     await pool.execute(
         "INSERT INTO inspections (workflow_id, run_id, year, kind, unit, lead, trigger_type, stage, started_at) "
         "VALUES ($1, 'old', $2, 'routine', 'health', 'coordination_group', 'annual', 'completed', now())",
-        f"inspection-{year - 1}-routine-health-old", year - 1)
+        routine(year - 1, "health-old"), year - 1)
     await pool.execute(
         "INSERT INTO inspection_evaluations (workflow_id, unit, year, kind, score, grade, agency, operator) "
         "VALUES ($1, 'health', $2, 'routine', 55, 'fail', 'coordination_group', '李娜')",
-        f"inspection-{year - 1}-routine-health-old", year - 1)
+        routine(year - 1, "health-old"), year - 1)
     h = await start_round(env, year, start_on=f"{year}-01-05", batches=2, max_parallel=1)
     rid = h.id
     c = await coverage(h)
@@ -124,18 +132,18 @@ async def test_small_round_end_to_end_with_carry_over_priority(env, pool, receiv
 
     await until(environment, opens(c.batches[0].opens_on))
     await wait_for_async(lambda: coverage(h), lambda c: c.in_progress == 1)
-    first = await complete(environment, f"inspection-{year}-routine-transport", "transport")
+    first = await complete(environment, routine(year, "transport"), "transport")
     assert first.focus == ["OLD-T-1"] and first.trigger.ref == rid and first.kind == "routine"
     # Only after transport is done does health start (max_parallel 1).
     await wait_for_async(lambda: coverage(h), lambda c: c.completed == 1 and c.in_progress == 1)
-    await complete(environment, f"inspection-{year}-routine-health", "health")
+    await complete(environment, routine(year, "health"), "health")
     await wait_for_async(lambda: coverage(h), lambda c: c.completed == 2)
     c = await coverage(h)
     assert (c.planned, c.in_progress, c.batches[1].opened) == (1, 0, False)
-    assert await child_status(environment, f"inspection-{year}-routine-education") is None, "batch 2 not open yet"
+    assert await child_status(environment, routine(year, "education")) is None, "batch 2 not open yet"
 
     await until(environment, opens(c.batches[1].opens_on))
-    await complete(environment, f"inspection-{year}-routine-education", "education")
+    await complete(environment, routine(year, "education"), "education")
     result = await h.result()
     assert (result.total, result.completed, result.not_covered) == (3, 3, [])
     assert await round_events(pool, rid) == ["planned", "batch_opened", "batch_opened", "completed"]
@@ -149,7 +157,7 @@ async def test_small_round_end_to_end_with_carry_over_priority(env, pool, receiv
     assert all(a["completed_at"] <= b["started_at"] for a, b in zip(started, started[1:], strict=False))
     await assert_replays(h, ALL_WORKFLOWS)
     for unit in ("transport", "health", "education"):
-        await assert_replays(environment.client.get_workflow_handle(f"inspection-{year}-routine-{unit}"), ALL_WORKFLOWS)
+        await assert_replays(environment.client.get_workflow_handle(routine(year, unit)), ALL_WORKFLOWS)
 
 
 async def test_mid_year_add_postpone_pause_and_resume(env, pool):
@@ -164,27 +172,27 @@ async def test_mid_year_add_postpone_pause_and_resume(env, pool):
     await wait_for_async(lambda: coverage(h), lambda c: c.in_progress == 1)
 
     # A unit registered mid-year joins the next batch that has not opened.
-    c = await h.execute_update("add_unit", {**TEAM, "unit": "commerce", "note": "新设立执法单位"}, result_type=Coverage)
+    c = await h.execute_update(AnnualInspectionRound.add_unit, {**TEAM, "unit": "commerce", "note": "新设立执法单位"})
     assert (c.total, c.added, c.batches[1].total) == (4, 1, 2)
     plan = {r["unit"]: r for r in await pool.fetch("SELECT * FROM round_units WHERE round_id=$1", h.id)}
     assert plan["commerce"]["added"] and plan["commerce"]["batch"] == 2
     # Postponed: forestry (batch 2) to the next batch; taxation (last batch) to a new batch later.
-    c = await h.execute_update("postpone_unit", {**TEAM, "unit": "forestry", "reason": "机构改革"}, result_type=Coverage)
+    c = await h.execute_update(AnnualInspectionRound.postpone_unit, {**TEAM, "unit": "forestry", "reason": "机构改革"})
     assert [b.total for b in c.batches] == [1, 1, 2] and c.postponed == 1
-    c = await h.execute_update("postpone_unit", {**TEAM, "unit": "taxation", "reason": "系统上线",
-                                                 "until": f"{year}-11-20"}, result_type=Coverage)
+    c = await h.execute_update(AnnualInspectionRound.postpone_unit,
+                               {**TEAM, "unit": "taxation", "reason": "系统上线", "until": f"{year}-11-20"})
     assert [(b.number, b.opens_on, b.total) for b in c.batches][2:] == [(3, third, 1), (4, date(year, 11, 20), 1)]
 
     # Paused: batch 2 opens but nothing starts until resumed.
-    await h.execute_update("pause", {**TEAM, "reason": "集中整改期间暂停"}, result_type=Coverage)
+    await h.execute_update(AnnualInspectionRound.pause, {**TEAM, "reason": "集中整改期间暂停"})
     await until(environment, opens(second))
     await wait_for_async(lambda: coverage(h), lambda c: c.batches[1].opened)
     c = await coverage(h)
     assert (c.stage, c.paused, c.batches[1].in_progress) == ("paused", True, 0)
-    c = await h.execute_update("resume", {**TEAM, "note": "恢复"}, result_type=Coverage)
+    c = await h.execute_update(AnnualInspectionRound.resume, {**TEAM, "note": "恢复"})
     await wait_for_async(lambda: coverage(h), lambda c: c.batches[1].in_progress == 1)
-    assert await child_status(environment, f"inspection-{year}-routine-commerce") is not None
-    assert await child_status(environment, f"inspection-{year}-routine-forestry") is None
+    assert await child_status(environment, routine(year, "commerce")) is not None
+    assert await child_status(environment, routine(year, "forestry")) is None
     events = await round_events(pool, h.id)
     assert events == ["planned", "batch_opened", "unit_added", "unit_postponed", "unit_postponed", "paused",
                       "batch_opened", "resumed"]
@@ -192,27 +200,27 @@ async def test_mid_year_add_postpone_pause_and_resume(env, pool):
 
 
 @pytest.mark.parametrize(
-    ("name", "arg", "message"),
+    ("update", "arg", "message"),
     [
-        ("add_unit", {"operator": "x", "agency": "transport", "unit": "commerce"}, "coordination_group"),
-        ("add_unit", {**TEAM, "unit": "culture_tourism"}, "already|已在"),
-        ("add_unit", {**TEAM, "unit": "no_such_unit"}, "no_such_unit"),
-        ("add_unit", {**TEAM, "unit": "discipline"}, "not an enforcement unit|不是"),
-        ("postpone_unit", {**TEAM, "unit": "culture_tourism", "reason": "x"}, "reason"),
-        ("postpone_unit", {**TEAM, "unit": "commerce", "reason": "不在本轮"}, "not in this round|不在"),
-        ("postpone_unit", {**TEAM, "unit": "culture_tourism", "reason": "推迟", "until": "2020-01-01"}, "until"),
-        ("resume", {**TEAM}, "not paused|未暂停"),
-        ("pause", {"operator": "x", "agency": "law_office"}, "reason"),
+        (AnnualInspectionRound.add_unit, {"operator": "x", "agency": "transport", "unit": "commerce"}, "coordination_group"),
+        (AnnualInspectionRound.add_unit, {**TEAM, "unit": "culture_tourism"}, "already|已在"),
+        (AnnualInspectionRound.add_unit, {**TEAM, "unit": "no_such_unit"}, "no_such_unit"),
+        (AnnualInspectionRound.add_unit, {**TEAM, "unit": "discipline"}, "not an enforcement unit|不是"),
+        (AnnualInspectionRound.postpone_unit, {**TEAM, "unit": "culture_tourism", "reason": "x"}, "reason"),
+        (AnnualInspectionRound.postpone_unit, {**TEAM, "unit": "commerce", "reason": "不在本轮"}, "not in this round|不在"),
+        (AnnualInspectionRound.postpone_unit, {**TEAM, "unit": "culture_tourism", "reason": "推迟", "until": "2020-01-01"}, "until"),
+        (AnnualInspectionRound.resume, {**TEAM}, "not paused|未暂停"),
+        (AnnualInspectionRound.pause, {"operator": "x", "agency": "law_office"}, "reason"),
     ],
 )
-async def test_bad_round_updates_are_refused_and_change_nothing(env, pool, name, arg, message):
+async def test_bad_round_updates_are_refused_and_change_nothing(env, pool, update, arg, message):
     environment, _ = env
     await only_active(pool, ["culture_tourism"])
     # Far ahead and under an id of its own: this round never gets to start anything.
-    h = await start_round(env, 2090, wid=f"annual-inspection-2090-{uuid.uuid4().hex[:6]}", batches=1)
+    h = await start_round(env, 2090, wid=f"{ids.annual_round(2090)}-{uuid.uuid4().hex[:6]}", batches=1)
     before = await coverage(h)
     with pytest.raises(WorkflowUpdateFailedError) as info:
-        await h.execute_update(name, arg)
+        await h.execute_update(update, arg)  # raw JSON: the workflow's own validation answers
     assert re.search(message, str(info.value.cause)), str(info.value.cause)
     after = await coverage(h)
     assert (after.total, after.planned, after.history, after.paused) == (
@@ -228,9 +236,9 @@ async def test_postponing_a_started_unit_is_refused(env, pool):
     await until(environment, opens(date(year, 1, 5)))
     await wait_for_async(lambda: coverage(h), lambda c: c.in_progress == 1)
     with pytest.raises(WorkflowUpdateFailedError) as info:
-        await h.execute_update("postpone_unit", {**TEAM, "unit": "medical_security", "reason": "来不及"})
+        await h.execute_update(AnnualInspectionRound.postpone_unit, {**TEAM, "unit": "medical_security", "reason": "来不及"})
     assert re.search("already started|已开始", str(info.value.cause))
-    await complete(environment, f"inspection-{year}-routine-medical_security", "medical_security")
+    await complete(environment, routine(year, "medical_security"), "medical_security")
     assert (await h.result()).completed == 1
     await assert_replays(h, ALL_WORKFLOWS)
 
@@ -241,15 +249,15 @@ async def test_child_ending_without_report_is_caught_and_can_be_added_again(env,
     year = await next_year(environment)
     h = await start_round(env, year, start_on=f"{year}-01-05", batches=1)
     await until(environment, opens(date(year, 1, 5)))
-    wid = f"inspection-{year}-routine-statistics"
+    wid = routine(year, "statistics")
     await wait_for_async(lambda: child_status(environment, wid), lambda s: s is not None)
     await environment.client.get_workflow_handle(wid).terminate("操作员误启动")
     # The weekly check finds it.
     await environment.sleep(timedelta(days=8))
     await wait_for_async(lambda: coverage(h), lambda c: c.failed == 1)
-    c = await h.execute_update("add_unit", {**TEAM, "unit": "statistics", "note": "重新督察"}, result_type=Coverage)
+    c = await h.execute_update(AnnualInspectionRound.add_unit, {**TEAM, "unit": "statistics", "note": "重新督察"})
     assert (c.total, c.failed) == (1, 0)
-    await complete(environment, f"{wid}-2", "statistics")
+    await complete(environment, routine(year, "statistics", 2), "statistics")
     result = await h.result()
     assert (result.completed, result.not_covered) == (1, [])
     await assert_replays(h, ALL_WORKFLOWS)
@@ -279,7 +287,7 @@ async def test_due_date_escalates_every_unit_not_covered_then_catches_up(env, po
     await wait_for_async(lambda: coverage(h), lambda c: c.overdue == 2)
     # Late, but every unit is still inspected.
     for unit in units:
-        await complete(environment, f"inspection-{year}-routine-{unit}", unit)
+        await complete(environment, routine(year, unit), unit)
     result = await h.result()
     assert (result.completed, result.not_covered) == (3, [])
     assert await round_events(pool, h.id) == ["planned", "batch_opened", "coverage_gap", "completed"]
@@ -291,19 +299,18 @@ def state_before_compact_format(year: int) -> dict:
     at 7181a5b: `units` as {code: UnitSlot}, the queue by code): housing covered, water_resources
     in progress and overdue, civil_affairs waiting in the queue, development_reform postponed to
     batch 2, human_resources failed."""
-    wid = f"inspection-{year}-routine"
     return {
         "year": year, "start_on": f"{year}-01-05", "due_on": f"{year}-12-31", "max_parallel": 2,
         "batches": [{"number": 1, "opens_on": f"{year}-01-05", "opened": True},
                     {"number": 2, "opens_on": f"{year}-06-01", "opened": False}],
         "units": {
-            "housing": {"batch": 0, "priority": 0, "status": "completed", "workflow_id": f"{wid}-housing",
+            "housing": {"batch": 0, "priority": 0, "status": "completed", "workflow_id": routine(year, "housing"),
                         "attempts": 1, "last_score": 58.0},
             "water_resources": {"batch": 0, "priority": 1, "status": "in_progress", "attempts": 1,
-                                "workflow_id": f"{wid}-water_resources", "overdue": True},
+                                "workflow_id": routine(year, "water_resources"), "overdue": True},
             "civil_affairs": {"batch": 0, "priority": 2, "status": "planned", "level": "township"},
             "human_resources": {"batch": 0, "priority": 3, "status": "failed", "attempts": 1,
-                                "workflow_id": f"{wid}-human_resources"},
+                                "workflow_id": routine(year, "human_resources")},
             "development_reform": {"batch": 1, "priority": 4, "status": "planned", "postponed": "机构改革"},
         },
         "queue": ["civil_affairs"], "seq": 5, "runs": 2, "started": 3,
@@ -325,7 +332,7 @@ async def test_a_run_continued_from_a_carried_state_goes_on(env, pool, fmt):
     units = ["housing", "water_resources", "civil_affairs", "human_resources", "development_reform"]
     await only_active(pool, units)
     year = await next_year(environment)
-    rid = f"annual-inspection-{year}-{fmt}-state"
+    rid = f"{ids.annual_round(year)}-{fmt}-state"
     state = state_before_compact_format(year)
     if fmt == "compact":
         state = RoundState.model_validate(state).model_dump(mode="json")
@@ -333,27 +340,26 @@ async def test_a_run_continued_from_a_carried_state_goes_on(env, pool, fmt):
     await until(environment, opens(date(year, 1, 5)))
     # The inspection the earlier run had started is running.
     await environment.client.start_workflow(
-        "UnitInspection", {"unit": "water_resources", "year": year, "kind": "routine", "lead": "coordination_group",
+        UnitInspection.run, {"unit": "water_resources", "year": year, "kind": "routine", "lead": "coordination_group",
                            "trigger": {"type": "annual", "ref": rid}},
-        id=f"inspection-{year}-routine-water_resources", task_queue=tq)
+        id=routine(year, "water_resources"), task_queue=tq)
     h = await environment.client.start_workflow(
-        "AnnualInspectionRound", {"year": year, "batches": 2, "max_parallel": 2, "state": state}, id=rid,
-        task_queue=tq, result_type=RoundResult)
+        AnnualInspectionRound.run, {"year": year, "batches": 2, "max_parallel": 2, "state": state}, id=rid,
+        task_queue=tq)
     c = await wait_for_async(lambda: planned(h), lambda c: c is not None and c.in_progress == 2)
     c = await coverage(h)
     assert (c.total, c.completed, c.in_progress, c.overdue, c.failed, c.planned, c.postponed, c.added, c.runs) == (
         5, 1, 2, 1, 1, 1, 1, 0, 2)
     assert [(b.total, b.completed, b.in_progress, b.failed) for b in c.batches] == [(4, 1, 2, 1), (1, 0, 0, 0)]
     assert c.not_covered_units == ["water_resources", "civil_affairs", "human_resources", "development_reform"]
-    await complete(environment, f"inspection-{year}-routine-water_resources", "water_resources")
-    await complete(environment, f"inspection-{year}-routine-civil_affairs", "civil_affairs")
+    await complete(environment, routine(year, "water_resources"), "water_resources")
+    await complete(environment, routine(year, "civil_affairs"), "civil_affairs")
     # The failed unit is inspected again (its second attempt) with the next batch.
-    c = await h.execute_update("add_unit", {**TEAM, "unit": "human_resources", "note": "重新督察"},
-                               result_type=Coverage)
+    c = await h.execute_update(AnnualInspectionRound.add_unit, {**TEAM, "unit": "human_resources", "note": "重新督察"})
     assert (c.failed, c.added, c.batches[1].total) == (0, 1, 2)
     await until(environment, opens(date(year, 6, 1)))
-    await complete(environment, f"inspection-{year}-routine-development_reform", "development_reform")
-    await complete(environment, f"inspection-{year}-routine-human_resources-2", "human_resources")
+    await complete(environment, routine(year, "development_reform"), "development_reform")
+    await complete(environment, routine(year, "human_resources", 2), "human_resources")
     result = await h.result()
     assert (result.total, result.completed, result.not_covered, result.runs) == (5, 5, [], 2)
     assert await round_events(pool, rid) == ["unit_added", "batch_opened", "completed"]

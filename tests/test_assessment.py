@@ -12,10 +12,13 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.assessment import AssessmentActivities
-from activities.ledger import insert_event, upsert_snapshot
-from schemas.assessment import AssessmentResult, AssessmentStatus, PublishScores, ScoreYear
+from activities.ledger import append_event, upsert_snapshot
+from config.chain_key import ChainKey
+from schemas import ids
+from schemas.assessment import AssessmentResult, PublishScores, ScoreYear
 from schemas.inspection import InspectionSnapshot
 from schemas.ledger import ClueSnapshot, LedgerEvent, RectificationSnapshot
+from workflows.assessment import AnnualAssessment
 from workflows.catalog import ALL_WORKFLOWS
 from workflows.search_attributes import DUCHA_KIND, DUCHA_STAGE, DUCHA_YEAR
 
@@ -25,6 +28,8 @@ from .support import assert_replays, wait_for
 CHINA = timezone(timedelta(hours=8))
 MR, NR, EE, TR = "market_regulation", "natural_resources", "ecology_environment", "transport"
 AGENCIES = {"law_office", "discipline", "court", "procuratorate", "justice", "tour_office", "coordination_group"}
+
+KEY = ChainKey.generate()
 
 
 def at(year: int, month: int, day: int, hour: int = 10) -> datetime:
@@ -43,7 +48,7 @@ async def inspection(pool, wid: str, unit: str, year: int, *, kind: str = "routi
         completed_at=at(year, 4, 8) if stage == "completed" else None)
     async with pool.acquire() as conn:
         await upsert_snapshot(conn, "inspections", "workflow_id", snap)
-        await insert_event(conn, "inspection", wid, LedgerEvent(seq=0, event="started", occurred_at=at(year, 3, 2)))
+        await append_event(conn, KEY, "inspection", wid, LedgerEvent(seq=0, event="started", occurred_at=at(year, 3, 2)))
         if score is not None:
             await conn.execute(
                 "INSERT INTO inspection_evaluations (workflow_id, unit, year, kind, score, grade, agency, operator) "
@@ -56,7 +61,7 @@ async def problem(pool, no: str, unit: str, events: list[tuple[str, datetime]]) 
     closed = next((t for e, t in events if e == "closed"), None)
     required_at = events[0][1]
     snap = RectificationSnapshot(
-        problem_no=no, workflow_id=f"rectification-{no}", year=required_at.year, unit=unit,
+        problem_no=no, workflow_id=ids.rectification(no), year=required_at.year, unit=unit,
         origin_kind="inspection", origin_ref="", list="individual", category="执法程序", severity="general",
         issued_by="李娜", stage="closed" if closed else "rectifying", responsible=None, due_on=None, due_at=None,
         provisional=False, overdue=False, missed_deadlines=names.count("overdue"), escalated="escalated" in names,
@@ -66,14 +71,14 @@ async def problem(pool, no: str, unit: str, events: list[tuple[str, datetime]]) 
     async with pool.acquire() as conn:
         await upsert_snapshot(conn, "rectifications", "problem_no", snap)
         for seq, (event, when) in enumerate(events):
-            await insert_event(conn, "rectification", no, LedgerEvent(seq=seq, event=event, occurred_at=when,
+            await append_event(conn, KEY, "rectification", no, LedgerEvent(seq=seq, event=event, occurred_at=when,
                                                                       data={"stage": "x"}))
 
 
 async def clue(pool, no: str, route: str, source: str, target: str, year: int,
                events: list[tuple[str, datetime, str | None]]) -> None:
     snap = ClueSnapshot(
-        clue_no=no, workflow_id=f"clue-{no}", year=year, route=route, source=source, target=target,
+        clue_no=no, workflow_id=ids.clue(no), year=year, route=route, source=source, target=target,
         channel="judgment_enforcement", importance="important", subject_unit=MR, title="测试线索",
         discovered_on=date(year, 2, 1), stage="concluded", responsible=None, due_on=None, due_at=None,
         provisional=False, overdue=False, missed_deadlines=sum(1 for e in events if e[2]), escalations=0,
@@ -83,7 +88,7 @@ async def clue(pool, no: str, route: str, source: str, target: str, year: int,
         await upsert_snapshot(conn, "clues", "clue_no", snap)
         for seq, (event, when, responsible) in enumerate(events):
             data = {"responsible": responsible, "deadline": event.split(".")[0]} if responsible else {}
-            await insert_event(conn, "clue", no, LedgerEvent(seq=seq, event=event, occurred_at=when, data=data))
+            await append_event(conn, KEY, "clue", no, LedgerEvent(seq=seq, event=event, occurred_at=when, data=data))
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +96,7 @@ async def year(env, pool, receiver) -> int:
     """Seed one year (the one before the test server's clock) of ledger rows."""
     environment, _ = env
     y = (await environment.get_current_time()).astimezone(CHINA).year - 1
-    round_id = f"annual-inspection-{y}"
+    round_id = ids.annual_round(y)
     await pool.execute(
         "INSERT INTO inspection_rounds (round_id, year, stage, start_on, due_on, batches, max_parallel, planned_at) "
         "VALUES ($1, $2, 'completed', $3, $4, 2, 100, $5)", round_id, y, date(y, 3, 1), date(y, 12, 31), at(y, 3, 1))
@@ -100,11 +105,11 @@ async def year(env, pool, receiver) -> int:
                            round_id, unit, batch, date(y, 3 * batch, 1))
     # Inspections: MR routine 98 + special 100; NR 95; EE evaluated 70 but feedback not issued (not
     # covered); TR none. Last year's poor score of MR must not count.
-    await inspection(pool, f"inspection-{y}-routine-{MR}", MR, y, score=98, round_id=round_id)
-    await inspection(pool, f"inspection-{y}-special-{MR}", MR, y, kind="special", score=100)
-    await inspection(pool, f"inspection-{y - 1}-routine-{MR}", MR, y - 1, score=10)
-    await inspection(pool, f"inspection-{y}-routine-{NR}", NR, y, score=95, round_id=round_id)
-    await inspection(pool, f"inspection-{y}-routine-{EE}", EE, y, stage="evaluation", score=70, round_id=round_id)
+    await inspection(pool, ids.inspection(y, "routine", MR), MR, y, score=98, round_id=round_id)
+    await inspection(pool, ids.inspection(y, "special", MR), MR, y, kind="special", score=100)
+    await inspection(pool, ids.inspection(y - 1, "routine", MR), MR, y - 1, score=10)
+    await inspection(pool, ids.inspection(y, "routine", NR), NR, y, score=95, round_id=round_id)
+    await inspection(pool, ids.inspection(y, "routine", EE), EE, y, stage="evaluation", score=70, round_id=round_id)
     # Rectifications.
     await problem(pool, f"{y}-P1", MR, [("required", at(y, 3, 1)), ("overdue", at(y, 4, 1)), ("reported", at(y, 4, 3)),
                                        ("accepted", at(y, 4, 10)), ("lookback_due", at(y, 7, 9)), ("closed", at(y, 7, 12))])
@@ -137,8 +142,8 @@ async def run(env, payload: dict, suffix: str = "") -> tuple[object, AssessmentR
     environment, tq = env
     year = payload.get("year")
     handle = await environment.client.start_workflow(
-        "AnnualAssessment", payload, id=f"annual-assessment-{year or 'auto'}{suffix}", task_queue=tq,
-        result_type=AssessmentResult)
+        AnnualAssessment.run, payload, task_queue=tq,
+        id=(ids.annual_assessment(year) if year else f"{ids.ANNUAL_ASSESSMENT}auto") + suffix)
     # The assessment has no timers: waiting for it must not skip time. With skipping on, the test
     # server's clock can race through activity heartbeat timeouts while `publish_scores` sends 30+
     # callbacks in real time, and a later run's "last year" is no longer this module's year.
@@ -172,8 +177,8 @@ async def test_scores_and_deductions_match_the_hand_computed_values(env, pool, r
     assert {c: v["score"] for c, v in mr["components"].items()} == {
         "evaluation": 99, "rectification": 72, "clues": 100, "coverage": 100}
     assert await deductions(pool, y, MR) == [
-        ("evaluation.score", f"inspection-{y}-routine-{MR}", 0, 1.0, 1.0, 0.5),
-        ("evaluation.score", f"inspection-{y}-special-{MR}", 0, 0.0, 0.0, 0.0),
+        ("evaluation.score", ids.inspection(y, "routine", MR), 0, 1.0, 1.0, 0.5),
+        ("evaluation.score", ids.inspection(y, "special", MR), 0, 0.0, 0.0, 0.0),
         ("rectification.escalated", f"{y}-P2", 3, 15, 15, 4.5),
         ("rectification.open_at_year_end", f"{y}-P2", 2, 3, 3, 0.9),
         ("rectification.overdue", f"{y}-P1", 1, 5, 5, 1.5),
@@ -183,14 +188,14 @@ async def test_scores_and_deductions_match_the_hand_computed_values(env, pool, r
     nr = s[NR]
     assert (nr["score"], nr["grade"], nr["caps"]) == (95.1, "优秀", [])
     assert [d[:3] for d in await deductions(pool, y, NR)] == [
-        ("evaluation.score", f"inspection-{y}-routine-{NR}", 0),
+        ("evaluation.score", ids.inspection(y, "routine", NR), 0),
         ("rectification.open_at_year_end", f"{y - 1}-P4", 1),
         ("rectification.reopened", f"{y}-P3", 4)]
     # EE: evaluated 70 but not covered; its overdue falls in the next year: 35 + 30 + 10 + 0 = 75 合格
     ee = s[EE]
     assert (ee["score"], ee["grade"], ee["caps"]) == (75.0, "合格", [])
     assert [d[:2] for d in await deductions(pool, y, EE)] == [
-        ("coverage.not_covered", f"annual-inspection-{y}"), ("evaluation.score", f"inspection-{y}-routine-{EE}")]
+        ("coverage.not_covered", ids.annual_round(y)), ("evaluation.score", ids.inspection(y, "routine", EE))]
     # TR: no evaluation (100), one overdue later extended (95), not covered: 50 + 28.5 + 10 + 0 = 88.5 → 合格 (cap)
     tr = s[TR]
     assert (tr["score"], tr["grade_before_caps"], tr["grade"], tr["caps"]) == (88.5, "良好", "合格", ["not_covered"])
@@ -218,7 +223,7 @@ async def test_scores_and_deductions_match_the_hand_computed_values(env, pool, r
     assert result.summary.deductions == await pool.fetchval(
         "SELECT count(*) FROM assessment_deductions WHERE year = $1", y)
     assert result.published is not None and result.published.published == len(s) and result.published.committee
-    st = await handle.query("status", result_type=AssessmentStatus)
+    st = await handle.query(AnnualAssessment.status)
     assert (st.year, st.stage) == (y, "published")
     desc = await handle.describe()
     sa = desc.typed_search_attributes
@@ -282,7 +287,7 @@ async def test_a_year_that_has_not_begun_is_refused(env):
         await run(env, {"year": future})
     assert "尚未开始" in str(info.value.cause)
     environment, tq = env
-    handle = await environment.client.start_workflow("AnnualAssessment", None, id="annual-assessment-null",
+    handle = await environment.client.start_workflow(AnnualAssessment.run, None, id=f"{ids.ANNUAL_ASSESSMENT}null",
                                                      task_queue=tq)
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
@@ -310,4 +315,5 @@ def test_the_schedule_runs_on_10_january_in_shanghai_for_the_year_before(db_url)
     assert schedule.spec.time_zone_name == "Asia/Shanghai"
     assert ([r.start for r in cal.month], [r.start for r in cal.day_of_month], [r.start for r in cal.hour]) == (
         [1], [10], [9])
-    assert schedule.action.workflow == "AnnualAssessment" and d.arg.year is None
+    assert d.workflow == AnnualAssessment.run and d.arg.year is None
+    assert schedule.action.workflow == "AnnualAssessment"  # the type name on the wire

@@ -17,11 +17,13 @@ from pydantic import BaseModel, ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
+from schemas import ids
 from schemas.clue import Acknowledge, ClueStart, ReportResult, Transfer, Withdraw
 from schemas.common import ExtendDeadline, Note
 from schemas.digest import DigestStart
 from schemas.rectification import RecordLookback, RectificationStart, Review, SubmitReport
 from workflows.catalog import ALL_WORKFLOWS
+from workflows.rectification import Rectification
 
 MODELS: list[type[BaseModel]] = [
     ClueStart, Transfer, Acknowledge, ReportResult, Withdraw, ExtendDeadline, Note,
@@ -122,7 +124,7 @@ async def _no_task_failures(handle) -> None:
 async def test_garbage_start_input_fails_the_workflow_cleanly(env, garbage):
     environment, tq = env
     handle = await environment.client.start_workflow(
-        "Rectification", garbage, id=f"bad-start-{uuid.uuid4().hex[:8]}", task_queue=tq,
+        Rectification.run, garbage, id=f"bad-start-{uuid.uuid4().hex[:8]}", task_queue=tq,
         execution_timeout=timedelta(minutes=5))
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
@@ -138,31 +140,32 @@ def sample_rectification():
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-@given(garbage=json_values, update=st.sampled_from(["submit_report", "review", "record_lookback", "extend_deadline"]))
+@given(garbage=json_values, update=st.sampled_from([Rectification.submit_report, Rectification.review,
+                                                          Rectification.record_lookback, Rectification.extend_deadline]))
 async def test_garbage_updates_and_signals_are_refused_and_the_workflow_carries_on(
         env, receiver, sample_rectification, garbage, update):
     environment, tq = env
-    wf_id = f"rectification-{sample_rectification['problem_no']}"
+    wf_id = ids.rectification(sample_rectification["problem_no"])
     handle = environment.client.get_workflow_handle(wf_id)
     try:
         await handle.describe()
     except Exception:
         handle = await environment.client.start_workflow(
-            "Rectification", sample_rectification, id=wf_id, task_queue=tq)
+            Rectification.run, sample_rectification, id=wf_id, task_queue=tq)
     with pytest.raises(WorkflowUpdateFailedError):
-        await handle.execute_update(update, garbage)
-    await handle.signal("add_note", garbage)  # a bad signal is dropped, never fatal
-    state = await handle.query("status")
-    assert state["stage"] == "rectifying"
+        await handle.execute_update(update, garbage)  # garbage JSON, named through the class
+    await handle.signal(Rectification.add_note, garbage)  # a bad signal is dropped, never fatal
+    state = await handle.query(Rectification.status)
+    assert state.stage == "rectifying"
     await _no_task_failures(handle)
 
 
-@pytest.mark.parametrize("workflow_type", sorted(wf.__temporal_workflow_definition.name for wf in ALL_WORKFLOWS))
+@pytest.mark.parametrize("workflow", sorted(ALL_WORKFLOWS, key=lambda wf: wf.__name__), ids=lambda wf: wf.__name__)
 @pytest.mark.parametrize("start_input", [None, "not an object", [1, 2]], ids=["null", "string", "list"])
-async def test_every_workflow_refuses_a_non_object_start_input_cleanly(env, workflow_type, start_input):
+async def test_every_workflow_refuses_a_non_object_start_input_cleanly(env, workflow, start_input):
     environment, tq = env
     handle = await environment.client.start_workflow(
-        workflow_type, start_input, id=f"bad-{workflow_type}-{uuid.uuid4().hex[:6]}", task_queue=tq,
+        workflow.run, start_input, id=f"bad-{workflow.__name__}-{uuid.uuid4().hex[:6]}", task_queue=tq,
         execution_timeout=timedelta(minutes=5))
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()

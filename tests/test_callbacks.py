@@ -39,10 +39,13 @@ from activities.callbacks import (
     make_http_client,
     parse_retry_after,
     webhook_id,
+    write_outbox,
 )
+from activities.pinned_http import HTTPFailure, is_pinned_client
 from activities.registry import RegistryStore, new_secret
 from config.settings import Settings
 from config.yaml_file import load_yaml_model
+from rules.address_guard import Target
 from schemas.callbacks import (
     AttemptInput,
     AttemptOutcome,
@@ -560,6 +563,134 @@ async def test_publish_retried_after_a_crash_neither_repeats_nor_loses_an_attemp
     assert await history_timers(env.handle(ev.event_id, "court")) == [timedelta(seconds=5)]
 
 
+# --- the outbox: write_outbox in the caller's transaction, then deliver_recorded ---------------
+
+
+async def test_write_outbox_is_part_of_the_callers_transaction(env: Env):
+    await env.point("court")
+    ev = event(["court", "no_such_code"])
+    with pytest.raises(RuntimeError, match="step failed"):
+        async with env.pool.acquire() as conn, conn.transaction():
+            await write_outbox(conn, ev)
+            raise RuntimeError("step failed after writing its notifications")
+    assert await env.pool.fetchval("SELECT count(*) FROM callback_events WHERE event_id = $1", ev.event_id) == 0
+    assert await env.pool.fetchval(
+        "SELECT count(*) FROM callback_deliveries WHERE event_id = $1", ev.event_id) == 0
+
+    async with env.pool.acquire() as conn, conn.transaction():
+        written = await write_outbox(conn, ev)
+        assert await write_outbox(conn, ev) == written, "idempotent"
+    assert (written.queued, written.skipped) == (["court"], ["no_such_code"])
+    row = await env.delivery(ev.event_id, "court")
+    assert (row["status"], row["attempts"], row["delivery_workflow_id"]) == ("pending", 0, None)
+    assert (await env.delivery(ev.event_id, "no_such_code"))["status"] == "skipped"
+    assert env.receiver.for_code("court") == [], "writing the outbox sends nothing"
+
+    clash = ev.model_copy(update={"type": EventType.CLUE_OVERDUE, "recipients": ["procuratorate"]})
+    async with env.pool.acquire() as conn, conn.transaction():
+        with pytest.raises(ApplicationError) as info:
+            await write_outbox(conn, clash)
+    assert info.value.type == "CallbackEventConflict" and info.value.non_retryable
+    assert await env.delivery(ev.event_id, "procuratorate") is None, "nothing written for a clash"
+
+
+async def test_deliver_recorded_twice_posts_once(env: Env):
+    await env.point("court")
+    await env.point("procuratorate")
+    env.receiver.scripts["procuratorate"] = [503, 204]
+    ev = event(["court", "procuratorate", "no_such_code"])
+    async with env.pool.acquire() as conn, conn.transaction():
+        await write_outbox(conn, ev)
+    first = await env.acts.deliver_recorded(ev)
+    second = await env.acts.deliver_recorded(ev)
+    assert first == second == PublishResult(event_id=ev.event_id, queued=["court", "procuratorate"],
+                                            skipped=["no_such_code"])
+    assert (await env.result(ev.event_id, "procuratorate")).status is DeliveryStatus.DELIVERED
+    third = await env.acts.deliver_recorded(ev)  # after the retry workflow finished
+    assert third == first
+    for code, statuses in (("court", [204]), ("procuratorate", [503, 204])):
+        hits = [h for h in env.receiver.for_code(code) if h.headers["webhook-id"] == ev.event_id]
+        assert [h.status for h in hits] == statuses and all(h.verified for h in hits), code
+    assert [a["attempt_no"] for a in await env.attempts(ev.event_id, "procuratorate")] == [1, 2]
+    assert (await env.delivery(ev.event_id, "court"))["attempts"] == 1
+
+
+class DiesBeforeRecording(CallbackActivities):
+    """Made its POSTs, then died before recording them (a killed worker)."""
+
+    async def _record(self, *args, **kwargs) -> None:
+        raise RuntimeError("worker killed before recording")
+
+
+async def test_killed_between_the_halves_deliver_recorded_later_delivers(env: Env, db_url):
+    await env.point("court")
+    await env.point("justice")
+    ev = event(["court", "justice"])
+    async with env.pool.acquire() as conn, conn.transaction():
+        await write_outbox(conn, ev)
+    # the process that wrote the outbox is gone; a fresh one (new client, new pool user) delivers
+    async with make_http_client(env.settings) as http:
+        fresh = CallbackActivities(env.pool, env.settings, env.client, http, task_queue=env.task_queue)
+        assert (await fresh.deliver_recorded(ev)).queued == ["court", "justice"]
+    for code in ("court", "justice"):
+        row = await env.delivery(ev.event_id, code)
+        assert (row["status"], row["attempts"]) == ("delivered", 1), code
+
+    # killed half-way through deliver_recorded (posted, not recorded): the next call posts
+    # again, with the same webhook-id, and the receiver's deduplication keeps one
+    again = event(["court"])
+    await write_outbox(env.pool, again)
+    dying = DiesBeforeRecording(env.pool, env.settings, env.client, env.acts.http, task_queue=env.task_queue)
+    with pytest.raises(RuntimeError, match="killed"):
+        await dying.deliver_recorded(again)
+    assert (await env.delivery(again.event_id, "court"))["attempts"] == 0
+    await env.acts.deliver_recorded(again)
+    assert (await env.delivery(again.event_id, "court"))["status"] == "delivered"
+    assert env.receiver.processed[("court", again.event_id)] == 2, "both posts carried the same webhook-id"
+    assert [a["attempt_no"] for a in await env.attempts(again.event_id, "court")] == [1]
+
+
+async def test_deliver_recorded_of_an_unknown_or_different_event_is_refused(env: Env):
+    with pytest.raises(ApplicationError) as info:
+        await env.acts.deliver_recorded(event(["court"]))
+    assert info.value.type == "UnknownCallbackEvent" and info.value.non_retryable
+    await env.point("court")
+    ev = event(["court"])
+    await env.acts.publish(ev)
+    with pytest.raises(ApplicationError) as info:
+        await env.acts.deliver_recorded(ev.model_copy(update={"workflow_id": "clue-2026-9999"}))
+    assert info.value.type == "CallbackEventConflict"
+
+
+async def test_ip_literal_endpoints_are_checked_without_a_thread(env: Env, db_url, monkeypatch):
+    """getaddrinfo runs in a thread only for names; an IP literal (or an allowlisted name) is
+    checked in the event loop."""
+    from activities import callbacks
+
+    threads: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting(fn, *args, **kwargs):
+        threads.append(getattr(fn, "__name__", "?"))
+        return await real_to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(callbacks.asyncio, "to_thread", counting)
+    await env.point("court")
+    await env.acts.publish(event(["court"]))
+    assert threads == []
+
+    def dns(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    named = CallbackActivities(env.pool, cb_settings(db_url, callback_allowlist=["127.0.0.0/8"]), env.client,
+                               env.acts.http, task_queue=env.task_queue, resolver=dns)
+    await env.point("court", f"http://hooks.court.example:{env.receiver.port}/hooks/court")
+    ev = event(["court"])
+    await named.publish(ev)
+    assert threads == ["check_url"]
+    assert (await env.delivery(ev.event_id, "court"))["status"] == "delivered"
+
+
 async def test_a_schedule_of_one_attempt_dead_letters_at_publish(env: Env, db_url):
     await env.point("court")
     env.receiver.scripts["court"] = [503]
@@ -803,15 +934,13 @@ def test_envelope_and_labels():
     assert webhook_id("a b") == webhook_id("a b") != webhook_id("a  b")
 
 
-def test_http_client_does_not_follow_redirects_or_use_proxies(settings):
-    client = make_http_client(settings)
-    assert client.follow_redirects is False and client.trust_env is False
-    asyncio.run(client.aclose())
-
-
-async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
-    """A public-looking name is connected through the address the guard checked."""
-    receiver = await ScriptedReceiver().start()
+async def test_http_client_ignores_proxy_settings_and_keeps_connections_alive(db_url, loaded, monkeypatch):
+    """A name is connected through the address the guard checked (it does not resolve at all
+    here), with the URL's Host header; proxies from the environment are not used; one kept-alive
+    connection carries consecutive deliveries; a target that does not match its URL is refused."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    receiver = await ScriptedKeepAlive().start()
     s = cb_settings(db_url, callback_allowlist=["127.0.0.0/8"])
     seen: list[str] = []
 
@@ -819,26 +948,59 @@ async def test_http_client_is_used_with_pinned_addresses(db_url, loaded):
         seen.append(host)
         return ["127.0.0.1"]
 
-    transport_hosts: list[str] = []
-
-    async def record(request: httpx.Request) -> None:
-        transport_hosts.append(f"{request.url.host}|{request.headers['host']}")
-
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False,
-                                 event_hooks={"request": [record]}) as http:
+    async with make_http_client(s) as http:
         acts = CallbackActivities(loaded, s, None, http, resolver=dns)
+        url = f"http://hooks.court.example:{receiver.port}/hooks/court?token=abc"
         await loaded.execute(
-            "UPDATE parties SET callback_url = $1, callback_enabled = true WHERE code = 'court'",
-            f"http://hooks.court.example:{receiver.port}/hooks/court",
-        )
-        receiver.secrets["court"] = await loaded.fetchval(
-            "SELECT callback_secret FROM parties WHERE code = 'court'")
-        outcome = await acts.send_test("court")
+            "UPDATE parties SET callback_url = $1, callback_enabled = true WHERE code = 'court'", url)
+        outcomes = [await acts.send_test("court") for _ in range(3)]
+        wrong = Target(url, "http", "hooks.other.example", receiver.port, ("127.0.0.1",))
+        with pytest.raises(HTTPFailure, match="was not checked"):
+            await http.post(wrong, b"{}", {})
+        assert http.connections_opened == 1
     await receiver.stop()
-    assert outcome.outcome is AttemptOutcome.DELIVERED
-    assert "hooks.court.example" in seen
-    assert transport_hosts == [f"127.0.0.1|hooks.court.example:{receiver.port}"]
-    assert receiver.hits[0].verified
+    assert [o.outcome for o in outcomes] == [AttemptOutcome.DELIVERED] * 3
+    assert seen == ["hooks.court.example"] * 6, "checked at send_test and again at each send"
+    assert receiver.heads == [f"POST /hooks/court?token=abc|hooks.court.example:{receiver.port}"] * 3
+    assert receiver.connections == 1
+    async with httpx.AsyncClient() as plain:
+        own = CallbackActivities(loaded, s, None, plain)
+        assert own.http is not plain and is_pinned_client(own.http), "a plain client is never used"
+
+
+@dataclass
+class ScriptedKeepAlive:
+    """A receiver that keeps connections alive and records each request's line and Host."""
+
+    heads: list[str] = field(default_factory=list)
+    connections: int = 0
+    port: int = 0
+    server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> ScriptedKeepAlive:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+                await reader.readexactly(int(headers.get("content-length", "0")))
+                self.heads.append(f"{lines[0].rsplit(' ', 1)[0]}|{headers['host']}")
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
 
 async def test_an_attempt_waits_out_a_short_database_outage(monkeypatch):

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 
-from schemas.clue import ClueResult, ClueStart, ClueStatus
-from schemas.digest import DigestResult, DigestStart
+from schemas import ids
+from schemas.clue import ClueStart, ClueStatus
+from schemas.digest import DigestStart
 from workflows.catalog import ALL_WORKFLOWS
+from workflows.clue_digest import MonthlyClueDigest
+from workflows.clue_transfer import ClueTransfer
 
 from .conftest import make_settings
 from .support import assert_replays, wait_for, wait_for_async
@@ -36,19 +40,19 @@ async def start(env, **overrides):
     environment, tq = env
     inp = start_input(await server_today(environment), **overrides)
     handle = await environment.client.start_workflow(
-        "ClueTransfer", inp, id=f"clue-{inp.clue_no}", task_queue=tq,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, result_type=ClueResult,
+        ClueTransfer.run, inp, id=ids.clue(inp.clue_no), task_queue=tq,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )
     await wait_for_stage_deadline(handle)  # registration recorded
     return inp, handle
 
 
 async def status(handle) -> ClueStatus:
-    return await handle.query("status", result_type=ClueStatus)
+    return await handle.query(ClueTransfer.status)
 
 
-async def update(handle, name: str, **arg):
-    return await handle.execute_update(name, arg, result_type=ClueStatus)
+async def update(handle, method: Callable[..., Awaitable[ClueStatus]], /, **arg) -> ClueStatus:
+    return await handle.execute_update(method, arg)
 
 
 async def server_today(environment) -> date:
@@ -56,10 +60,10 @@ async def server_today(environment) -> date:
     return (await environment.get_current_time()).astimezone(CHINA).date()
 
 
-async def refused(handle, name: str, **arg) -> str:
+async def refused(handle, method: Callable[..., Awaitable[ClueStatus]], /, **arg) -> str:
     """Send an update that must be refused; return the operator-facing reason."""
     with pytest.raises(WorkflowUpdateFailedError) as info:
-        await handle.execute_update(name, arg)
+        await handle.execute_update(method, arg)
     return str(info.value.cause)
 
 
@@ -77,15 +81,15 @@ async def ledger_events(pool, clue_no: str) -> list[str]:
 
 async def test_route_a_court_to_law_office_concludes_and_requests_special_inspection(env, pool, receiver):
     inp, h = await start(env)
-    await update(h, "transfer", operator="杨帆", agency="court")
-    await update(h, "acknowledge", operator="李娜", agency="law_office")
-    st = await update(h, "report_result", operator="李娜", agency="law_office", outcome="substantiated",
+    await update(h, ClueTransfer.transfer, operator="杨帆", agency="court")
+    await update(h, ClueTransfer.acknowledge, operator="李娜", agency="law_office")
+    st = await update(h, ClueTransfer.report_result, operator="李娜", agency="law_office", outcome="substantiated",
                       summary="经核查属实", open_special_inspection=True)
     assert st.stage == "concluded" and st.special_inspection_requested
     result = await h.result()
     assert result.stage == "concluded" and result.outcome == "substantiated"
     year = (await server_today(env[0])).year
-    assert [link.workflow_id for link in result.links] == [f"inspection-{year}-special-market_regulation"]
+    assert [link.workflow_id for link in result.links] == [ids.inspection(year, "special", "market_regulation")]
     assert await ledger_events(pool, inp.clue_no) == ["registered", "transferred", "acknowledged", "concluded"]
     row = await pool.fetchrow("SELECT * FROM clues WHERE clue_no=$1", inp.clue_no)
     assert row["stage"] == "concluded" and row["special_inspection_requested"]
@@ -104,9 +108,9 @@ async def test_route_a_court_to_law_office_concludes_and_requests_special_inspec
 async def test_route_c_discipline_to_justice_feeds_back_to_discipline(env, receiver):
     inp, h = await start(env, route="to_justice", source="discipline", channel="supervision_review",
                          importance="routine", subject_unit="natural_resources")
-    await update(h, "transfer", operator="刘洋", agency="discipline")
-    await update(h, "acknowledge", operator="吴敏", agency="justice")
-    await update(h, "report_result", operator="吴敏", agency="justice", outcome="partly_substantiated",
+    await update(h, ClueTransfer.transfer, operator="刘洋", agency="discipline")
+    await update(h, ClueTransfer.acknowledge, operator="吴敏", agency="justice")
+    await update(h, ClueTransfer.report_result, operator="吴敏", agency="justice", outcome="partly_substantiated",
                  summary="依行政执法监督程序调查，部分属实")
     assert (await h.result()).stage == "concluded"
     await wait_for(lambda: any(r.type == "clue.concluded" and r.recipient == "discipline"
@@ -120,10 +124,10 @@ async def test_route_c_discipline_to_justice_feeds_back_to_discipline(env, recei
 async def test_route_b_inspection_to_discipline(env):
     _, h = await start(env, route="to_discipline", source="law_office", channel="inspection",
                        subject_unit="urban_management")
-    st = await update(h, "transfer", operator="李娜", agency="law_office")
+    st = await update(h, ClueTransfer.transfer, operator="李娜", agency="law_office")
     assert st.stage == "transferred" and st.responsible == "discipline"
-    await update(h, "acknowledge", operator="刘洋", agency="discipline")
-    await update(h, "report_result", operator="刘洋", agency="discipline", outcome="substantiated",
+    await update(h, ClueTransfer.acknowledge, operator="刘洋", agency="discipline")
+    await update(h, ClueTransfer.report_result, operator="刘洋", agency="discipline", outcome="substantiated",
                  summary="已立案审查")
     assert (await h.result()).stage == "concluded"
     await assert_replays(h, ALL_WORKFLOWS)
@@ -173,7 +177,7 @@ async def test_untouched_important_clue_reminds_goes_overdue_and_escalates_to_di
     row = await pool.fetchrow("SELECT overdue, escalations, light FROM clues WHERE clue_no=$1", inp.clue_no)
     assert (row["overdue"], row["escalations"], row["light"]) == (True, 1, "red")
     # The duty is still owed: transferring late still works and ends the red light.
-    st = await update(h, "transfer", operator="杨帆", agency="court", note="迟延移送")
+    st = await update(h, ClueTransfer.transfer, operator="杨帆", agency="court", note="迟延移送")
     assert st.stage == "transferred" and st.light == "green"
     await assert_replays(h, ALL_WORKFLOWS)
 
@@ -207,7 +211,7 @@ async def test_routine_clue_is_due_on_the_tenth_of_next_month(env, discovered, d
     await wait_for_stage_deadline(h)
     d = (await status(h)).deadlines[0]
     assert d.due_on == due and not d.provisional
-    await update(h, "withdraw", operator="杨帆", agency="court", reason="测试完毕")
+    await update(h, ClueTransfer.withdraw, operator="杨帆", agency="court", reason="测试完毕")
     await assert_replays(h, ALL_WORKFLOWS)
 
 
@@ -215,32 +219,32 @@ async def test_extension_by_law_office_moves_the_deadline(env, receiver):
     inp, h = await start(env)
     before = (await status(h)).deadlines[0]
     new_date = before.due_on + timedelta(days=20)
-    st = await update(h, "extend_deadline", operator="李娜", agency="law_office",
+    st = await update(h, ClueTransfer.extend_deadline, operator="李娜", agency="law_office",
                       new_due_on=new_date.isoformat(), reason="案情复杂")
     after = st.deadlines[0]
     assert after.due_on >= new_date and after.extensions == 1
     assert re.search("law_office|依法治县办", await refused(
-        h, "extend_deadline", operator="杨帆", agency="court",
+        h, ClueTransfer.extend_deadline, operator="杨帆", agency="court",
         new_due_on=(new_date + timedelta(days=5)).isoformat(), reason="想延期"))
     assert re.search("after|晚于", await refused(
-        h, "extend_deadline", operator="李娜", agency="law_office",
+        h, ClueTransfer.extend_deadline, operator="李娜", agency="law_office",
         new_due_on=before.due_on.isoformat(), reason="提前"))
     await wait_for(lambda: any(r.type == "clue.deadline_extended" and r.body["data"]["clue_no"] == inp.clue_no
                                for r in receiver.received))
-    await update(h, "withdraw", operator="杨帆", agency="court", reason="测试完毕")
+    await update(h, ClueTransfer.withdraw, operator="杨帆", agency="court", reason="测试完毕")
     await assert_replays(h, ALL_WORKFLOWS)
 
 
 async def test_withdraw_before_transfer_only(env, pool):
     inp, h = await start(env)
-    st = await update(h, "withdraw", operator="杨帆", agency="court", reason="重复登记")
+    st = await update(h, ClueTransfer.withdraw, operator="杨帆", agency="court", reason="重复登记")
     assert st.stage == "withdrawn"
     assert (await h.result()).stage == "withdrawn"
     assert await ledger_events(pool, inp.clue_no) == ["registered", "withdrawn"]
     _, h2 = await start(env)
-    await update(h2, "transfer", operator="杨帆", agency="court")
+    await update(h2, ClueTransfer.transfer, operator="杨帆", agency="court")
     assert re.search("withdraw|撤回", await refused(
-        h2, "withdraw", operator="杨帆", agency="court", reason="太晚了"))
+        h2, ClueTransfer.withdraw, operator="杨帆", agency="court", reason="太晚了"))
     await assert_replays(h, ALL_WORKFLOWS)
 
 
@@ -248,31 +252,31 @@ async def test_withdraw_before_transfer_only(env, pool):
 
 
 @pytest.mark.parametrize(
-    ("name", "arg", "message"),
+    ("bad_update", "arg", "message"),
     [
-        ("acknowledge", {"operator": "李娜", "agency": "law_office"}, "stage|待移送"),  # wrong stage
-        ("transfer", {"operator": "李娜", "agency": "law_office"}, "court|县人民法院"),  # wrong agency
-        ("transfer", {"agency": "court"}, "operator"),  # missing field
-        ("transfer", {"operator": "杨帆", "agency": "court", "colour": "red"}, "colour"),  # unknown field
-        ("report_result", {"operator": "李娜", "agency": "law_office", "outcome": "maybe",
-                           "summary": "x"}, "outcome"),  # bad enum
-        ("extend_deadline", {"operator": "李娜", "agency": "law_office", "new_due_on": "31/12/2026",
-                             "reason": "日期格式"}, "new_due_on"),  # bad date
-        ("withdraw", "not an object", "validation|Withdraw"),
+        (ClueTransfer.acknowledge, {"operator": "李娜", "agency": "law_office"}, "stage|待移送"),  # wrong stage
+        (ClueTransfer.transfer, {"operator": "李娜", "agency": "law_office"}, "court|县人民法院"),  # wrong agency
+        (ClueTransfer.transfer, {"agency": "court"}, "operator"),  # missing field
+        (ClueTransfer.transfer, {"operator": "杨帆", "agency": "court", "colour": "red"}, "colour"),  # unknown field
+        (ClueTransfer.report_result, {"operator": "李娜", "agency": "law_office", "outcome": "maybe",
+                                      "summary": "x"}, "outcome"),  # bad enum
+        (ClueTransfer.extend_deadline, {"operator": "李娜", "agency": "law_office", "new_due_on": "31/12/2026",
+                                        "reason": "日期格式"}, "new_due_on"),  # bad date
+        (ClueTransfer.withdraw, "not an object", "validation|Withdraw"),
     ],
 )
-async def test_bad_updates_are_refused_and_change_nothing(env, pool, name, arg, message):
+async def test_bad_updates_are_refused_and_change_nothing(env, pool, bad_update, arg, message):
     inp, h = await start(env)
     await wait_for_stage_deadline(h)
     before = await status(h)
     with pytest.raises(WorkflowUpdateFailedError) as info:
-        await h.execute_update(name, arg)
+        await h.execute_update(bad_update, arg)  # raw JSON: the workflow's own validation answers
     assert re.search(message, str(info.value.cause)), str(info.value.cause)
     after = await status(h)
     new_actions = [e.action for e in after.history if e not in before.history]
     assert after.stage == before.stage and set(new_actions) <= {"calendar.provisional"}, new_actions
     # Still healthy: a valid action goes through.
-    await update(h, "withdraw", operator="杨帆", agency="court", reason="测试完毕")
+    await update(h, ClueTransfer.withdraw, operator="杨帆", agency="court", reason="测试完毕")
     assert (await h.result()).stage == "withdrawn"
     assert await ledger_events(pool, inp.clue_no) == ["registered", "withdrawn"]
 
@@ -291,7 +295,7 @@ async def test_bad_start_fails_at_once_with_a_clear_message(env, overrides, mess
     base.update(overrides)
     # Sent as raw JSON, as the Web UI does, so the workflow's own validation is exercised.
     handle = await environment.client.start_workflow(
-        "ClueTransfer", base, id=f"clue-bad-{uuid.uuid4().hex[:6]}", task_queue=tq)
+        ClueTransfer.run, base, id=ids.clue(f"bad-{uuid.uuid4().hex[:6]}"), task_queue=tq)
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
     assert re.search(message, str(info.value.cause)), str(info.value.cause)
@@ -310,8 +314,8 @@ async def test_monthly_digest_sends_one_callback_per_source(env, receiver):
     for h in (ha, hb, hc):
         await wait_for_stage_deadline(h)
     digest = await environment.client.start_workflow(
-        "MonthlyClueDigest", DigestStart(month="2026-12"), id=f"digest-{uuid.uuid4().hex[:6]}",
-        task_queue=tq, result_type=DigestResult)
+        MonthlyClueDigest.run, DigestStart(month="2026-12"), id=f"digest-{uuid.uuid4().hex[:6]}",
+        task_queue=tq)
     run = await digest.result()
     await assert_replays(digest, ALL_WORKFLOWS)
     assert run.sources_notified >= 2 and run.clues_listed >= 3
@@ -321,8 +325,8 @@ async def test_monthly_digest_sends_one_callback_per_source(env, receiver):
     assert len({r.webhook_id for r in court}) == 1
     assert {a.clue_no, b.clue_no} <= set(court[0].body["data"]["clue_nos"])
     for h in (ha, hb):
-        await update(h, "withdraw", operator="杨帆", agency="court", reason="测试完毕")
-    await update(hc, "withdraw", operator="刘洋", agency="discipline", reason="测试完毕")
+        await update(h, ClueTransfer.withdraw, operator="杨帆", agency="court", reason="测试完毕")
+    await update(hc, ClueTransfer.withdraw, operator="刘洋", agency="discipline", reason="测试完毕")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -342,7 +346,7 @@ async def test_loading_an_official_year_recomputes_provisional_deadlines(env, po
     far = today.year + 3  # no official schedule ships for it: provisional
     inp, h = await start(env, importance="routine", discovered_on=today.isoformat())
     # Make the routine deadline fall in the far year: extend it there first.
-    await update(h, "extend_deadline", operator="李娜", agency="law_office",
+    await update(h, ClueTransfer.extend_deadline, operator="李娜", agency="law_office",
                  new_due_on=f"{far}-03-10", reason="测试暂定日历")
     d = (await status(h)).deadlines[0]
     assert d.provisional and d.due_on.year == far
@@ -367,15 +371,18 @@ async def test_loading_an_official_year_recomputes_provisional_deadlines(env, po
 
 
 async def test_operators_must_be_registered_for_the_agency_they_act_for(env, pool):
+    """Refused by the update's validator, from the case's copy of the registry: before the
+    update is accepted, so nothing is recorded (tests/test_refused_updates.py counts the events)."""
     _, h = await start(env)
-    reason = await refused(h, "transfer", operator="张三", agency="court")
-    assert "not registered" in reason and "未在登记册" in reason
-    reason = await refused(h, "transfer", operator="吴敏", agency="court")  # a justice operator
-    assert "belongs to justice" in reason
+    reason = await refused(h, ClueTransfer.transfer, operator="张三", agency="court")
+    assert "不是" in reason and "is not a registered operator of court" in reason
+    reason = await refused(h, ClueTransfer.transfer, operator="吴敏", agency="court")  # a justice operator
+    assert "is not a registered operator of court" in reason
+    reason = await refused(h, ClueTransfer.transfer, operator="李娜", agency="court")  # law_office's, a party of the clue
+    assert "belongs to law_office" in reason
     st = await status(h)
     assert st.stage == "registered"
-    refusals = await pool.fetch("SELECT operator, action FROM authorization_log WHERE workflow_id=$1 "
-                                "AND NOT allowed ORDER BY id", h.id)
-    assert [(r["operator"], r["action"]) for r in refusals] == [("张三", "clue.transfer"), ("吴敏", "clue.transfer")]
-    await update(h, "transfer", operator="陈国华", agency="court")  # the court's leader may
+    assert await pool.fetchval("SELECT count(*) FROM authorization_log WHERE workflow_id=$1", h.id) == 0
+    await update(h, ClueTransfer.transfer, operator="陈国华", agency="court")  # the court's leader may
+    assert await pool.fetchval("SELECT count(*) FROM authorization_log WHERE workflow_id=$1 AND allowed", h.id) == 1
     await assert_replays(h, ALL_WORKFLOWS)

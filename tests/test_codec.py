@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -26,11 +27,12 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.worker import Replayer, Worker
 
 from config.settings import Settings, SettingsError, load_settings
@@ -773,3 +775,125 @@ def test_ducha_up_encrypts_and_the_ui_reads_through_its_codec_server(tmp_path):
     assert proc.returncode == 0, log.read_text(errors="replace")
     for port in ports.values():
         assert not port_is_open("127.0.0.1", port), f"port {port} still open after Ctrl-C"
+
+
+# --- hostile payloads: refused, never fatal ----------------------------------------------------
+
+
+class PoisonNote(BaseModel):
+    text: str
+
+
+@workflow.defn(name="CodecPoisonTarget", sandboxed=False)
+class PoisonTarget:
+    """Takes notes by signal and by update until `finish`."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: self.done)
+        return self.notes
+
+    @workflow.signal
+    def note(self, note: PoisonNote) -> None:
+        self.notes.append(note.text)
+
+    @workflow.update
+    def add(self, note: PoisonNote) -> int:
+        self.notes.append(note.text)
+        return len(self.notes)
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.query
+    def seen(self) -> list[str]:
+        return list(self.notes)
+
+
+class PoisonCodec(PayloadCodec):
+    """What a hostile (or misconfigured) client sends: payloads the worker's keys cannot open.
+    Decodes with the real codec, so the client can read the worker's answers."""
+
+    def __init__(self, kind: str, real: EncryptionCodec) -> None:
+        self.kind, self.real = kind, real
+
+    async def encode(self, payloads):
+        out = []
+        for p in payloads:
+            if self.kind == "unknown key":
+                [sealed] = await EncryptionCodec(KeyRing.generate("intruder")).encode([p])
+            elif self.kind == "bad tag":  # the worker's key id, another key
+                [sealed] = await EncryptionCodec(KeyRing("k1", {"k1": os.urandom(32)})).encode([p])
+            else:  # plain bytes that only claim to be encrypted
+                sealed = Payload(metadata={"encoding": ENCODING, KEY_ID_KEY: b"k1"},
+                                 data=b"POISON-PLAIN" + p.SerializeToString())
+            out.append(sealed)
+        return out
+
+    async def decode(self, payloads):
+        return await self.real.decode(payloads)
+
+
+async def test_bound_codec_refuses_what_it_cannot_open_and_logs_no_bytes():
+    from structlog.testing import capture_logs
+    from temporalio.converter import WorkflowSerializationContext
+
+    ring = KeyRing.generate("k1")
+    [sealed] = await EncryptionCodec(KeyRing.generate("intruder")).encode([json_payload("SECRET-x")])
+    bound = EncryptionCodec(ring).with_context(WorkflowSerializationContext(namespace="default",
+                                                                            workflow_id="wf-poison"))
+    with capture_logs() as logs:
+        [refused] = await bound.decode([sealed])
+    assert refused.metadata["encoding"] == b"binary/undecryptable"
+    with pytest.raises(Exception, match="binary/undecryptable"):
+        pydantic_data_converter.payload_converter.from_payloads([refused], [str])
+    [entry] = [e for e in logs if e["event"].startswith("payload refused")]
+    assert entry["workflow_id"] == "wf-poison" and "'intruder'" in entry["reason"]
+    assert sealed.data.hex() not in repr(logs) and repr(sealed.data) not in repr(logs)
+    with pytest.raises(CodecError):  # unbound (the codec server): still an error, answered 400
+        await EncryptionCodec(ring).decode([sealed])
+
+
+async def test_poison_signals_and_updates_leave_the_workflow_running(dev_env):
+    from structlog.testing import capture_logs
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+
+    s = codec_settings()
+    converter = data_converter(s)
+    secure = with_converter(dev_env.client, converter)
+    task_queue = f"poison-{uuid.uuid4().hex[:8]}"
+    kinds = ("unknown key", "bad tag", "plain bytes")
+    with capture_logs() as logs:
+        async with Worker(secure, task_queue=task_queue, workflows=[PoisonTarget]):
+            handle = await secure.start_workflow(PoisonTarget.run, id=f"poison-{uuid.uuid4().hex[:8]}",
+                                                 task_queue=task_queue)
+            for kind in kinds:
+                hostile = with_converter(dev_env.client, dataclasses.replace(
+                    converter, payload_codec=PoisonCodec(kind, converter.payload_codec)))
+                poisoned = hostile.get_workflow_handle(handle.id)
+                await poisoned.signal(PoisonTarget.note, PoisonNote(text=f"POISON signal {kind}"))
+                with pytest.raises(WorkflowUpdateFailedError):
+                    await poisoned.execute_update(PoisonTarget.add, PoisonNote(text=f"POISON update {kind}"))
+                # the next good signal and update are taken
+                await handle.signal(PoisonTarget.note, PoisonNote(text=f"good after {kind}"))
+                assert await handle.execute_update(PoisonTarget.add, PoisonNote(text=f"update after {kind}")) \
+                    == 2 * (kinds.index(kind) + 1)
+            assert await handle.query(PoisonTarget.seen) == [
+                t for k in kinds for t in (f"good after {k}", f"update after {k}")]
+            assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+            await handle.signal(PoisonTarget.finish)
+            assert len(await handle.result()) == 6
+    history = await handle.fetch_history()
+    types = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in types, "no workflow task ever failed"
+    assert types.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) == 7  # 3 poison, 3 good, finish
+    refused = [e for e in logs if e["event"].startswith("payload refused")]
+    assert len(refused) >= 6 and all(e.get("workflow_id") == handle.id for e in refused)
+    assert "POISON" not in repr(refused)
+    await Replayer(workflows=[PoisonTarget], data_converter=converter).replay_workflow(history)

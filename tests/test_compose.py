@@ -40,7 +40,10 @@ ESSENTIAL_WORKER_ENV = (
     "DUCHA_TASK_QUEUE",
     "DUCHA_DATABASE_URL",
 )
-SECRET_KEYS = ("POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD", "PGPASSWORD", "APP_DB_PASSWORD")
+SECRET_KEYS = ("POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD", "PGPASSWORD", "APP_DB_PASSWORD",
+               "OWNER_DB_PASSWORD", "DUCHA_LEDGER_CHAIN_KEY")
+# Only `migrate` holds the owner's URL; every other app setting is shared (least privilege).
+OWNER_ONLY = {"migrate": "DUCHA_DATABASE_OWNER_URL"}
 # Who must wait for whom, and how (the start-up order of docs/deployment.md).
 EXPECTED_DEPENDENCIES = {
     "ducha-db-init": {"postgresql": "service_healthy"},
@@ -238,8 +241,16 @@ def app_env_problems(compose: dict) -> list[str]:
                 problems.append(f"{name}: {key} is not a field of config.settings.Settings")
             elif not key.startswith("DUCHA_"):
                 problems.append(f"{name}: {key} is not a DUCHA_ setting")
-    if len({tuple(sorted(env.items())) for env in envs.values()}) != 1:
+    shared = {name: {k: v for k, v in env.items() if k != OWNER_ONLY.get(name)} for name, env in envs.items()}
+    if len({tuple(sorted(env.items())) for env in shared.values()}) != 1:
         problems.append("the app services do not share one environment")
+    for name, env in envs.items():
+        owner = env.get("DUCHA_DATABASE_OWNER_URL")
+        if name not in OWNER_ONLY and owner:
+            problems.append(f"{name} holds the owner's database URL (only migrate may)")
+        user = urlsplit(with_defaults(env.get("DUCHA_DATABASE_URL", ""), required="secret")).username
+        if owner and urlsplit(with_defaults(owner, required="secret")).username == user:
+            problems.append(f"{name}: the service connects as the owner {user!r}")
     worker = envs["worker"]
     problems += [f"worker lacks {key}" for key in ESSENTIAL_WORKER_ENV if not worker.get(key)]
     if worker.get("DUCHA_TASK_QUEUE") != "ducha":
@@ -268,7 +279,7 @@ def secret_problems(compose: dict) -> list[str]:
                 problems.append(
                     f"{name}: {key} must come from .env as ${{VAR:?...}}, not {value!r}"
                 )
-            if key == "DUCHA_DATABASE_URL":
+            if key in ("DUCHA_DATABASE_URL", "DUCHA_DATABASE_OWNER_URL"):
                 password = urlsplit(with_defaults(value, required="<from-env>")).password
                 if password != "<from-env>" or "${" not in value:
                     problems.append(f"{name}: the database password in {key} must come from .env")
@@ -449,6 +460,8 @@ def test_every_compose_variable_is_documented_in_env_example() -> None:
     # the secrets are left for the operator to fill in, never given a value in the example
     assert re.search(r"^POSTGRES_PASSWORD=$", example, re.MULTILINE)
     assert re.search(r"^APP_DB_PASSWORD=$", example, re.MULTILINE)
+    assert re.search(r"^OWNER_DB_PASSWORD=$", example, re.MULTILINE)
+    assert re.search(r"^DUCHA_LEDGER_CHAIN_KEY=$", example, re.MULTILINE)
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no POSIX shell")
@@ -591,6 +604,12 @@ BROKEN = [
         "app_env",
         _break("services/worker/environment/DUCHA_NOT_A_SETTING", "1"),
         "DUCHA_NOT_A_SETTING is not a field",
+    ),
+    (
+        "app_env",
+        _break("services/worker/environment/DUCHA_DATABASE_OWNER_URL",
+               "postgresql://ducha:${OWNER_DB_PASSWORD:?x}@postgresql:5432/ducha"),
+        "holds the owner's database URL",
     ),
     (
         "app_env",

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
-from schemas.clue import ClueStatus
-from schemas.rectification import RectificationResult, RectificationStart, RectificationStatus
+from schemas import ids
+from schemas.rectification import RectificationStart, RectificationStatus
 from workflows.catalog import ALL_WORKFLOWS
+from workflows.clue_transfer import ClueTransfer
+from workflows.rectification import Rectification
 
 from .support import assert_replays, run_cli, wait_for, wait_for_async
 
@@ -37,23 +40,25 @@ async def start(env, **overrides):
     environment, tq = env
     inp = RectificationStart.model_validate(problem(**overrides))
     handle = await environment.client.start_workflow(
-        "Rectification", inp, id=f"rectification-{inp.problem_no}", task_queue=tq,
-        result_type=RectificationResult)
+        Rectification.run, inp, id=ids.rectification(inp.problem_no), task_queue=tq)
     await wait_for_async(lambda: status(handle), lambda s: bool(s.deadlines))
     return inp, handle
 
 
 async def status(handle) -> RectificationStatus:
-    return await handle.query("status", result_type=RectificationStatus)
+    return await handle.query(Rectification.status)
 
 
-async def act(handle, name: str, **arg) -> RectificationStatus:
-    return await handle.execute_update(name, arg, result_type=RectificationStatus)
+Update = Callable[..., Awaitable[RectificationStatus]]
 
 
-async def refused(handle, name: str, **arg) -> str:
+async def act(handle, update: Update, /, **arg) -> RectificationStatus:
+    return await handle.execute_update(update, arg)
+
+
+async def refused(handle, update: Update, /, **arg) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as info:
-        await handle.execute_update(name, arg)
+        await handle.execute_update(update, arg)
     return str(info.value.cause)
 
 
@@ -76,11 +81,11 @@ async def skip_to(environment, handle, stage: str, at: datetime) -> None:
 async def test_accepted_first_time_then_lookback_pass_closes(env, pool, receiver):
     environment, _ = env
     inp, h = await start(env)
-    await act(h, "submit_report", **ME, measures="已补正听证告知书并组织培训", evidence=["附件1.pdf"])
-    st = await act(h, "review", **TEAM, decision="accept")
+    await act(h, Rectification.submit_report, **ME, measures="已补正听证告知书并组织培训", evidence=["附件1.pdf"])
+    st = await act(h, Rectification.review, **TEAM, decision="accept")
     assert st.stage == "accepted" and st.lookback_due_at
     await skip_to(environment, h, "lookback", datetime.fromisoformat(st.lookback_due_at))
-    st = await act(h, "record_lookback", **TEAM, result="pass", findings="抽查案卷规范")
+    st = await act(h, Rectification.record_lookback, **TEAM, result="pass", findings="抽查案卷规范")
     assert st.stage == "closed"
     result = await h.result()
     assert (result.stage, result.reopened, result.escalated) == ("closed", 0, False)
@@ -100,13 +105,13 @@ async def test_rejected_then_accepted(env, pool):
     environment, _ = env
     inp, h = await start(env)
     first_due = (await status(h)).deadlines[0].due_on
-    await act(h, "submit_report", **ME, measures="已整改")
-    st = await act(h, "review", **TEAM, decision="reject", reason="证据不足")
+    await act(h, Rectification.submit_report, **ME, measures="已整改")
+    st = await act(h, Rectification.review, **TEAM, decision="reject", reason="证据不足")
     assert st.stage == "rectifying" and st.deadlines[0].due_on != first_due
-    await act(h, "submit_report", **ME, measures="补充证据", evidence=["照片.zip"])
-    st = await act(h, "review", **TEAM, decision="accept")
+    await act(h, Rectification.submit_report, **ME, measures="补充证据", evidence=["照片.zip"])
+    st = await act(h, Rectification.review, **TEAM, decision="accept")
     await skip_to(environment, h, "lookback", datetime.fromisoformat(st.lookback_due_at))
-    await act(h, "record_lookback", **TEAM, result="pass", findings="已整改到位")
+    await act(h, Rectification.record_lookback, **TEAM, result="pass", findings="已整改到位")
     assert (await h.result()).stage == "closed"
     assert await timeline(pool, inp.problem_no) == [
         "required", "reported", "rejected", "reported", "accepted", "lookback_due", "closed"]
@@ -116,15 +121,15 @@ async def test_rejected_then_accepted(env, pool):
 async def test_lookback_fail_reopens_then_closes(env, pool):
     environment, _ = env
     inp, h = await start(env)
-    await act(h, "submit_report", **ME, measures="已整改")
-    st = await act(h, "review", **TEAM, decision="accept")
+    await act(h, Rectification.submit_report, **ME, measures="已整改")
+    st = await act(h, Rectification.review, **TEAM, decision="accept")
     await skip_to(environment, h, "lookback", datetime.fromisoformat(st.lookback_due_at))
-    st = await act(h, "record_lookback", **TEAM, result="fail", findings="问题反弹")
+    st = await act(h, Rectification.record_lookback, **TEAM, result="fail", findings="问题反弹")
     assert st.stage == "rectifying" and st.reopened == 1
-    await act(h, "submit_report", **ME, measures="再次整改")
-    st = await act(h, "review", **TEAM, decision="accept")
+    await act(h, Rectification.submit_report, **ME, measures="再次整改")
+    st = await act(h, Rectification.review, **TEAM, decision="accept")
     # An early look-back is allowed too.
-    st = await act(h, "record_lookback", **TEAM, result="pass", findings="巩固成果")
+    st = await act(h, Rectification.record_lookback, **TEAM, result="pass", findings="巩固成果")
     result = await h.result()
     assert (result.stage, result.reopened) == ("closed", 1)
     assert (await pool.fetchval("SELECT reopened FROM rectifications WHERE problem_no=$1", inp.problem_no)) == 1
@@ -139,9 +144,11 @@ async def test_ignored_past_deadline_escalates_to_special_inspection_and_discipl
     await wait_for_async(lambda: status(h), lambda s: s.escalated)
     st = await status(h)
     relations = {link.relation: link.workflow_id for link in st.links}
-    assert relations["special_inspection"].endswith(f"-special-{UNIT}")
+    special = ids.parse_inspection(relations["special_inspection"])
+    assert special is not None and (special.kind, special.unit_and_suffix) == ("special", UNIT)
+    assert ids.parse_escalation(relations["escalated_to"]) == ids.Escalation(ids.rectification(inp.problem_no), 1)
     child = environment.client.get_workflow_handle(relations["escalated_to"])
-    clue = await child.query("status", result_type=ClueStatus)
+    clue = await child.query(ClueTransfer.status)
     assert (clue.route, clue.subject_unit, clue.stage) == ("to_discipline", UNIT, "transferred")
     rows = await pool.fetch("SELECT event, occurred_at FROM ledger_events WHERE subject_kind='rectification' "
                             "AND subject_id=$1", inp.problem_no)
@@ -158,20 +165,20 @@ async def test_ignored_past_deadline_escalates_to_special_inspection_and_discipl
     row = await pool.fetchrow("SELECT escalated, overdue, light FROM rectifications WHERE problem_no=$1", inp.problem_no)
     assert (row["escalated"], row["overdue"], row["light"]) == (True, True, "red")
     # The unit can still rectify late.
-    await act(h, "submit_report", **ME, measures="迟延整改")
+    await act(h, Rectification.submit_report, **ME, measures="迟延整改")
     await assert_replays(h, ALL_WORKFLOWS)
 
 
 async def test_extension_within_and_beyond_the_limit(env):
     inp, h = await start(env, timings={"max_extensions": 1})
     d = (await status(h)).deadlines[0]
-    st = await act(h, "extend_deadline", **TEAM, new_due_on=(d.due_on + timedelta(days=30)).isoformat(),
+    st = await act(h, Rectification.extend_deadline, **TEAM, new_due_on=(d.due_on + timedelta(days=30)).isoformat(),
                    reason="涉及多部门")
     assert st.deadlines[0].due_on >= d.due_on + timedelta(days=30) and st.deadlines[0].extensions == 1
-    reason = await refused(h, "extend_deadline", **TEAM, new_due_on=(d.due_on + timedelta(days=60)).isoformat(),
+    reason = await refused(h, Rectification.extend_deadline, **TEAM, new_due_on=(d.due_on + timedelta(days=60)).isoformat(),
                            reason="再次延期")
     assert re.search("上限|limit", reason), reason
-    assert re.search("law_office", await refused(h, "extend_deadline", **ME,
+    assert re.search("law_office", await refused(h, Rectification.extend_deadline, **ME,
                                                   new_due_on=(d.due_on + timedelta(days=60)).isoformat(),
                                                   reason="单位自行延期"))
     await assert_replays(h, ALL_WORKFLOWS)
@@ -192,20 +199,20 @@ async def test_open_problem_is_carried_over_at_year_end(env, pool, receiver):
 
 
 @pytest.mark.parametrize(
-    ("name", "arg", "message"),
+    ("update", "arg", "message"),
     [
-        ("submit_report", {"operator": "x", "agency": "transport", "measures": "别的单位代报"}, "market_regulation"),
-        ("review", {**TEAM, "decision": "accept"}, "stage|整改中"),
-        ("review", {**ME, "decision": "accept"}, "law_office"),
-        ("submit_report", {**ME}, "measures"),
-        ("record_lookback", {**TEAM, "result": "maybe", "findings": "??"}, "result"),
+        (Rectification.submit_report, {"operator": "x", "agency": "transport", "measures": "别的单位代报"}, "market_regulation"),
+        (Rectification.review, {**TEAM, "decision": "accept"}, "stage|整改中"),
+        (Rectification.review, {**ME, "decision": "accept"}, "law_office"),
+        (Rectification.submit_report, {**ME}, "measures"),
+        (Rectification.record_lookback, {**TEAM, "result": "maybe", "findings": "??"}, "result"),
     ],
 )
-async def test_bad_updates_are_refused_and_change_nothing(env, name, arg, message):
+async def test_bad_updates_are_refused_and_change_nothing(env, update, arg, message):
     _, h = await start(env)
     before = await status(h)
     with pytest.raises(WorkflowUpdateFailedError) as info:
-        await h.execute_update(name, arg)
+        await h.execute_update(update, arg)  # raw JSON: the workflow's own validation answers
     assert re.search(message, str(info.value.cause)), str(info.value.cause)
     after = await status(h)
     new_actions = [e.action for e in after.history if e not in before.history]
@@ -224,7 +231,7 @@ async def test_bad_updates_are_refused_and_change_nothing(env, name, arg, messag
 async def test_bad_start_fails_with_a_clear_message(env, overrides, message):
     environment, tq = env
     handle = await environment.client.start_workflow(
-        "Rectification", problem(**overrides), id=f"rectification-bad-{uuid.uuid4().hex[:6]}", task_queue=tq)
+        Rectification.run, problem(**overrides), id=ids.rectification(f"bad-{uuid.uuid4().hex[:6]}"), task_queue=tq)
     with pytest.raises(WorkflowFailureError) as info:
         await handle.result()
     assert re.search(message, str(info.value.cause)), str(info.value.cause)

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from schemas import ids
 from schemas.clue import ClueStart
 from workflows.catalog import ALL_WORKFLOWS
 from workflows.clue_transfer import ClueTransfer
@@ -96,7 +97,7 @@ async def _refused_and_oversized(dev_env, worker, n: int) -> None:
         "clue_no": clue_no, "route": "to_law_office", "source": "court", "channel": "judgment_enforcement",
         "importance": "important", "discovered_on": datetime.now(CHINA).date().isoformat(),
         "subject_unit": "market_regulation", "title": "执行中发现行政处罚程序违法", "reported_by": "杨帆"})
-    h = await dev_env.client.start_workflow(ClueTransfer.run, start, id=f"clue-{clue_no}", task_queue=worker)
+    h = await dev_env.client.start_workflow(ClueTransfer.run, start, id=ids.clue(clue_no), task_queue=worker)
     await wait_for_async(lambda: h.query(ClueTransfer.status), lambda s: bool(s.deadlines) and bool(s.history))
     await asyncio.sleep(1)  # the opening steps' last events
     before = await h.query(ClueTransfer.status)

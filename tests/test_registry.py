@@ -121,8 +121,9 @@ async def test_operators_are_loaded_and_authorization_is_logged(pool):
     from temporalio.exceptions import ApplicationError
 
     from activities.registry import AuthorizeInput
+    from config.chain_key import ChainKey
 
-    store = RegistryStore(pool)
+    store = RegistryStore(pool, ChainKey.generate())
     await store.load(load_yaml_model(DEMO_REGISTRY, RegistryFile))
 
     async def authorize(operator: str, agency: str, action: str) -> str | None:

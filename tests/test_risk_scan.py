@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import uuid
 
-from schemas.inspection import InspectionStatus
+from schemas import ids
 from schemas.risk import RiskScanResult
 from workflows.catalog import ALL_WORKFLOWS
+from workflows.risk_scan import RiskScan
+from workflows.unit_inspection import UnitInspection
 
 from .support import assert_replays, run_cli
 
@@ -29,7 +31,7 @@ async def load(tmp_path, db_url: str, body: str, name: str = "indicators.csv") -
 async def scan(env, **start) -> tuple[RiskScanResult, object]:
     environment, tq = env
     handle = await environment.client.start_workflow(
-        "RiskScan", start, id=f"risk-scan-t{uuid.uuid4().hex[:6]}", task_queue=tq, result_type=RiskScanResult)
+        RiskScan.run, start, id=f"risk-scan-t{uuid.uuid4().hex[:6]}", task_queue=tq)
     return await handle.result(), handle
 
 
@@ -75,12 +77,11 @@ async def test_units_over_a_threshold_get_one_special_inspection_each_never_two(
     result, h = await scan(env, period="2026-09", thresholds=thresholds)
     assert [f.unit for f in result.flagged] == ["ecology_environment", "urban_management"]
     assert result.flagged[1].reasons == ["行政诉讼败诉 4 ≥ 3"]
+    year = (await environment.get_current_time()).year
     assert sorted(link.workflow_id for link in result.started) == [
-        f"inspection-{(await environment.get_current_time()).year}-special-{u}"
-        for u in ("ecology_environment", "urban_management")]
+        ids.inspection(year, "special", u) for u in ("ecology_environment", "urban_management")]
     for link in result.started:
-        st = await environment.client.get_workflow_handle(link.workflow_id).query(
-            "status", result_type=InspectionStatus)
+        st = await environment.client.get_workflow_handle(link.workflow_id).query(UnitInspection.status)
         assert (st.kind, st.lead, st.trigger.type, st.trigger.ref) == ("special", "law_office", "indicator", h.id)
     await assert_replays(h, ALL_WORKFLOWS)
 

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities import build_activities
-from schemas.round import Coverage, RoundResult
+from schemas import ids
 from workflows.annual_round import CAN_AFTER_STARTS, AnnualInspectionRound
 
 from .conftest import make_settings
@@ -67,7 +67,7 @@ async def sample_in_progress(handle, samples: list[int]) -> None:
     """Coverage as an operator sees it, every half second while the round runs."""
     while True:
         try:
-            samples.append((await handle.query("coverage", result_type=Coverage)).in_progress)
+            samples.append((await handle.query(AnnualInspectionRound.coverage)).in_progress)
         except RPCError:
             pass
         await asyncio.sleep(0.5)
@@ -85,16 +85,16 @@ async def test_round_over_2000_units_stays_bounded_and_small(ts_env, pool, db_ur
         async with worker:
             began = time.monotonic()
             handle = await ts_env.client.start_workflow(
-                "AnnualInspectionRound", {"year": year, "start_on": f"{year}-01-05", "batches": 4,
-                                          "max_parallel": MAX_PARALLEL},
-                id=f"annual-inspection-{year}", task_queue=tq, result_type=RoundResult)
+                AnnualInspectionRound.run, {"year": year, "start_on": f"{year}-01-05", "batches": 4,
+                                            "max_parallel": MAX_PARALLEL},
+                id=ids.annual_round(year), task_queue=tq)
             samples: list[int] = []
             sampler = asyncio.create_task(sample_in_progress(handle, samples))
             result = await handle.result()
             wall = time.monotonic() - began
             sampler.cancel()
             histories = await run_histories(ts_env.client, handle.id, handle.first_execution_run_id)
-            final = await ts_env.client.get_workflow_handle(handle.id).query("coverage", result_type=Coverage)
+            final = await ts_env.client.get_workflow_handle(handle.id).query(AnnualInspectionRound.coverage)
             for h in histories:
                 await assert_replays_history(h)
             await assert_replays(handle, [AnnualInspectionRound])

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from rules.round_units import BATCH_COUNTS, RoundUnits, workflow_id
+from schemas import ids
 from schemas.round import RoundStart, RoundState, UnitTable
 
 YEAR = 2027
@@ -174,20 +175,22 @@ def test_bad_columns_are_refused():
 def old_state() -> dict:
     """A mid-round state as the round wrote it before the compact format (schemas/round.py at
     7181a5b: `units` as {code: UnitSlot}, the queue by code, `gap_units`)."""
-    wid = f"inspection-{YEAR}-routine"
+    def wid(unit: str, attempt: int = 1) -> str:
+        return ids.inspection(YEAR, "routine", unit, attempt)
+
     return {
         "year": YEAR, "start_on": f"{YEAR}-01-05", "due_on": f"{YEAR}-12-31", "max_parallel": 2,
         "batches": [{"number": 1, "opens_on": f"{YEAR}-01-05", "opened": True},
                     {"number": 2, "opens_on": f"{YEAR}-07-03", "opened": False},
                     {"number": 3, "opens_on": f"{YEAR}-11-20", "opened": False}],
         "units": {
-            "health": {"batch": 0, "priority": 1, "status": "completed", "workflow_id": f"{wid}-health",
+            "health": {"batch": 0, "priority": 1, "status": "completed", "workflow_id": wid("health"),
                        "attempts": 1, "last_score": 55.0, "level": "county"},
-            "transport": {"batch": 0, "priority": 0, "status": "in_progress", "workflow_id": f"{wid}-transport",
+            "transport": {"batch": 0, "priority": 0, "status": "in_progress", "workflow_id": wid("transport"),
                           "attempts": 1, "carried_over": 1, "focus": ["OLD-T-1"], "overdue": True},
             "forestry": {"batch": 2, "priority": 3, "status": "planned", "postponed": "机构改革"},
             "agriculture": {"batch": 0, "priority": 2, "status": "planned", "level": "township"},
-            "statistics": {"batch": 0, "priority": 4, "status": "failed", "workflow_id": f"{wid}-statistics-2",
+            "statistics": {"batch": 0, "priority": 4, "status": "failed", "workflow_id": wid("statistics", 2),
                            "attempts": 2, "added": True},
             "commerce": {"batch": 1, "priority": 5, "status": "planned", "added": True},
         },

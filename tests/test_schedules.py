@@ -26,11 +26,13 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from config.settings import SettingsError, load_settings
-from schemas.rectification import RectificationStatus
-from schemas.round import Coverage, RoundResult
+from schemas import ids
+from schemas.round import Coverage
 from workers.embedded import temporal_cli_path
 from workers.schedules import sync
+from workflows.annual_round import AnnualInspectionRound
 from workflows.catalog import ALL_WORKFLOWS
+from workflows.rectification import Rectification
 
 from .conftest import make_settings
 from .support import assert_replays, run_cli, wait_for_async
@@ -132,15 +134,15 @@ async def test_triggered_schedule_starts_this_years_round_over_every_registry_un
 
     await wait_for_async(launched, lambda actions: len(actions) == 1)
     run_id = (await launched())[0].action.workflow_id
-    launcher = client.get_workflow_handle(run_id, result_type=RoundResult)
+    launcher = client.get_workflow_handle_for(AnnualInspectionRound.run, run_id)
     result = await launcher.result()
     year = (await launcher.describe()).start_time.astimezone(CHINA).year
-    assert (result.launched, result.already_running) == (f"annual-inspection-{year}", False)
+    assert (result.launched, result.already_running) == (ids.annual_round(year), False)
     round_ = client.get_workflow_handle(result.launched)
 
     async def coverage() -> Coverage | None:
         try:
-            return await round_.query("coverage", result_type=Coverage)
+            return await round_.query(AnnualInspectionRound.coverage)
         except WorkflowQueryFailedError:
             return None  # "still being planned"
 
@@ -153,8 +155,8 @@ async def test_triggered_schedule_starts_this_years_round_over_every_registry_un
     # schedule may not have heard yet that the first run finished, and SKIP would drop this one.)
     await handle.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
     await wait_for_async(launched, lambda actions: len(actions) == 2)
-    second = await client.get_workflow_handle((await launched())[1].action.workflow_id,
-                                              result_type=RoundResult).result()
+    second = await client.get_workflow_handle_for(AnnualInspectionRound.run,
+                                                  (await launched())[1].action.workflow_id).result()
     assert (second.launched, second.already_running) == (result.launched, True)
     await assert_replays(launcher, ALL_WORKFLOWS)
     await round_.terminate("test over")
@@ -171,7 +173,7 @@ def temporal(address: str, *args: str) -> dict:
 async def test_unit_inspection_driven_by_the_temporal_cli_ends_with_rectifications(dev_env, dev_worker):
     client, s = dev_env.client, dev_worker
     address = client.service_client.config.target_host
-    wid = f"inspection-2026-special-forestry-cli{uuid.uuid4().hex[:4]}"
+    wid = ids.inspection(2026, "special", f"forestry-cli{uuid.uuid4().hex[:4]}")
     team = {"operator": "李娜", "agency": "law_office"}
 
     def cli(*args: str) -> dict:
@@ -190,6 +192,8 @@ async def test_unit_inspection_driven_by_the_temporal_cli_ends_with_rectificatio
         lambda: subprocess.run([temporal_cli_path(), "workflow", "query", "--workflow-id", wid, "--type", "status",
                                 "--address", address], capture_output=True, text=True).returncode),
         lambda code: code == 0, timeout=30)
+    # Driven as an operator does from a shell: the Temporal CLI knows updates by their names on the
+    # wire, so this one test names them (the names are the operator contract, DESIGN.md §4).
     steps = [
         ("submit_self_inspection", {"operator": "曹志刚", "agency": "forestry", "summary": "自查报告"}),
         ("record_method", {**team, "method": "onsite_check", "summary": "现场检查采伐许可"}),
@@ -203,7 +207,7 @@ async def test_unit_inspection_driven_by_the_temporal_cli_ends_with_rectificatio
     result = await client.get_workflow_handle(wid).result()
     assert len(result["rectifications"]) == 2
     for rid in result["rectifications"]:
-        st = await client.get_workflow_handle(rid).query("status", result_type=RectificationStatus)
+        st = await client.get_workflow_handle(rid).query(Rectification.status)
         assert (st.unit, st.origin.ref, st.stage) == ("forestry", wid, "rectifying")
         described = await asyncio.to_thread(cli, "workflow", "describe", "--workflow-id", rid)
         assert described["workflowExecutionInfo"]["type"]["name"] == "Rectification"

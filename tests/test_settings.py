@@ -15,7 +15,8 @@ def test_defaults_are_the_embedded_stack(monkeypatch):
     assert s.namespace == "default"
     assert s.temporal_address == "127.0.0.1:7233"
     assert s.timezone == "Asia/Shanghai"
-    assert s.postgres_url.startswith("postgresql://postgres@127.0.0.1:")
+    assert s.postgres_url.startswith("postgresql://ducha_app@127.0.0.1:")  # the least-privilege role
+    assert s.owner_url.startswith("postgresql://postgres@127.0.0.1:")  # migrations
 
 
 def test_env_overrides(monkeypatch):

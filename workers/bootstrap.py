@@ -17,7 +17,7 @@ log = structlog.get_logger("ducha.bootstrap")
 
 
 async def bootstrap(s: Settings) -> None:
-    applied = await migrate_dsn(s.postgres_url)
+    applied = await migrate_dsn(s.owner_url, app_role=s.app_role)
     log.info("migrations", applied=applied or "none pending")
     pool = await create_pool(s.postgres_url, max_size=2)
     try:

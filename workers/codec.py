@@ -13,6 +13,14 @@ Decoding picks the key by the id in the metadata, so rotating keys is: add the n
 it the active one, keep the old one for reading old histories (docs/deployment.md). Payloads
 that are not encrypted (histories from before encryption was turned on) pass through untouched.
 
+A payload this process cannot open (unknown key id, failed tag, plain bytes that claim
+`binary/encrypted`) is refused, never fatal: `EncryptionCodec.decode` raises CodecError (the codec
+server answers 400), while the copy the SDK binds to a workflow (`with_context`, what a worker
+decodes activations with) turns it into an `binary/undecryptable` payload that no converter
+accepts. The SDK then drops such a signal and rejects such an update (temporalio
+worker/_workflow_instance.py: `_process_signal_job`, `_apply_do_update`) instead of failing every
+workflow task of the workflow forever; a warning with the workflow id is logged, never the bytes.
+
 Keys come from settings: DUCHA_CODEC_KEYS + DUCHA_CODEC_KEY_ID, else the key file
 (DUCHA_CODEC_KEYS_FILE, default `{data_dir}/codec-keys.json`) that `ducha up` generates.
 """
@@ -29,10 +37,18 @@ from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
+import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import (
+    ActivitySerializationContext,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
 
 from config.settings import CODEC_KEY_BYTES, Settings, SettingsError, codec_key_problem
 
@@ -41,6 +57,11 @@ KEY_ID_KEY = "encryption-key-id"
 NONCE_BYTES = 12
 TAG_BYTES = 16
 KEYS_FILE_NAME = "codec-keys.json"
+# What an unopenable payload becomes in a worker: an encoding no payload converter knows, so
+# converting it to any type fails (a dropped signal, a rejected update), with the reason as data.
+REFUSED_ENCODING = b"binary/undecryptable"
+
+log = structlog.get_logger(__name__)
 
 
 class CodecError(ValueError):
@@ -92,7 +113,7 @@ class KeyRing:
         return cls(active, keys)
 
 
-class EncryptionCodec(PayloadCodec):
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """AES-256-GCM payload codec with key ids (see the module docstring for the format)."""
 
     def __init__(self, keyring: KeyRing) -> None:
@@ -108,6 +129,11 @@ class EncryptionCodec(PayloadCodec):
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.decrypt(p) for p in payloads]
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        """The copy the SDK uses for one workflow or activity: it refuses what it cannot open
+        instead of raising (see the module docstring)."""
+        return RefusingCodec(self, context)
 
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self.keyring.active_id
@@ -139,7 +165,40 @@ class EncryptionCodec(PayloadCodec):
                 f"encrypted payload (key id {key_id!r}) failed authentication: "
                 "it was altered, or the key with this id is not the one that encrypted it"
             ) from None
-        return Payload.FromString(plain)
+        try:
+            return Payload.FromString(plain)
+        except DecodeError:
+            raise CodecError(f"encrypted payload (key id {key_id!r}) does not hold a payload") from None
+
+
+class RefusingCodec(EncryptionCodec):
+    """EncryptionCodec bound to a workflow/activity: a payload that cannot be decrypted becomes a
+    `binary/undecryptable` payload (dropped signal, rejected update), logged with the ids."""
+
+    def __init__(self, codec: EncryptionCodec, context: SerializationContext | None) -> None:
+        # made for every workflow activation: share the parent's ciphers instead of new ones
+        self.keyring, self._ciphers, self.context = codec.keyring, codec._ciphers, context
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        out = []
+        for p in payloads:
+            try:
+                out.append(self.decrypt(p))
+            except CodecError as exc:
+                out.append(self.refused(exc))
+        return out
+
+    def refused(self, exc: CodecError) -> Payload:
+        ids: dict[str, str] = {}
+        if isinstance(self.context, WorkflowSerializationContext):
+            ids = {"workflow_id": self.context.workflow_id, "namespace": self.context.namespace}
+        elif isinstance(self.context, ActivitySerializationContext):
+            ids = {"workflow_id": self.context.workflow_id or "", "activity_type": self.context.activity_type or ""}
+        log.warning("payload refused: cannot be decrypted", reason=str(exc), **ids)
+        return Payload(
+            metadata={"encoding": REFUSED_ENCODING},
+            data=f"无法解密的载荷已拒收 / payload refused, cannot be decrypted: {exc}".encode(),
+        )
 
 
 def keys_file(settings: Settings) -> Path:

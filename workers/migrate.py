@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 
 from config.settings import PROJECT_ROOT
+from workers.db import grant_app_role
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 # Arbitrary but fixed: "ducha" in ASCII.
@@ -72,9 +73,20 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) ->
     return applied_now
 
 
-async def migrate_dsn(dsn: str) -> list[str]:
+async def migrate_dsn(dsn: str, app_role: str | None = None) -> list[str]:
+    """Migrate as the owner `dsn` connects as; then grant `app_role` what the service needs
+    (workers/db.py `grant_app_role`), when given."""
     conn = await asyncpg.connect(dsn)
     try:
-        return await migrate(conn)
+        applied = await migrate(conn)
+        if app_role:
+            await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
+            try:
+                if not await grant_app_role(conn, app_role):
+                    log.warning("cannot create the application role: grant it by hand (docs/deployment.md)",
+                                role=app_role)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+        return applied
     finally:
         await conn.close()

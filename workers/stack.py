@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from config.chain_key import ensure_local_chain_key
 from config.settings import Settings
 from workers.codec import ensure_local_keys
 from workers.embedded import EmbeddedPostgres, TemporalDevServer, stop_process, wait_for_port
@@ -44,6 +45,9 @@ def run_stack(s: Settings) -> int:
     key_file, created = ensure_local_keys(s)
     if created:
         log.info("payload encryption key created", file=str(key_file))
+    chain_key_file, created = ensure_local_chain_key(s)
+    if created:
+        log.info("ledger chain key created", file=str(chain_key_file))
     # Everything started below is stopped when this block exits, in reverse order.
     with ExitStack() as children:
         if s.embedded_postgres:

@@ -9,13 +9,13 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import asyncpg
-import httpx
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.callbacks import make_http_client
+from activities.pinned_http import PinnedClient
 from config.settings import Settings
 from workers.client import connect
 from workers.db import create_pool
@@ -29,7 +29,7 @@ def build_worker(
     client: Client,
     pool: asyncpg.Pool,
     settings: Settings,
-    http: httpx.AsyncClient,
+    http: PinnedClient,
     *,
     task_queue: str | None = None,
     activities: Sequence | None = None,

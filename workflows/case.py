@@ -33,17 +33,18 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel
 
     from rules.deadline_steps import DeadlineState, light
     from rules.permissions import Action, refusal
     from schemas.calendar import DeadlineRequest
     from schemas.case import CaseKind, StepRecord
+    from schemas.case_state import CaseState
     from schemas.codes import AGENCY_NAMES, AgencyCode
-    from schemas.common import LAW_OFFICE, HistoryEntry, Link, Note
+    from schemas.common import LAW_OFFICE, HistoryEntry, Note
     from schemas.events import EventType
     from schemas.ledger import LedgerEvent
-    from schemas.registry import AuthorizeInput, OperatorGrant
+    from schemas.registry import AuthorizeInput
 
 from workflows import calls
 from workflows.duty import CHINA
@@ -64,29 +65,6 @@ SYSTEM = "系统"  # the actor of timer-driven steps
 HISTORY_KEPT = 100  # status entries kept in the workflow; the ledger has them all
 CONTINUE_AFTER_EVENTS = 4_000  # continue as new at this history length at the latest
 NOTES_PER_STEP = 100  # notes arriving together are recorded together, this many per step
-
-
-class CaseState(BaseModel):
-    """The compact state every case carries (across continue-as-new, too)."""
-
-    stage: str
-    seq: int = 0  # the case's action counter: ledger seq and callback event id
-    deadlines: dict[str, DeadlineState] = Field(default_factory=dict)
-    history: list[HistoryEntry] = Field(default_factory=list)
-    history_total: int = 0
-    links: list[Link] = Field(default_factory=list)
-    notes: int = 0
-    times: dict[str, datetime] = Field(default_factory=dict)
-    provisional_years: list[int] = Field(default_factory=list, description="not yet announced")
-    warned_years: list[int] = Field(default_factory=list, description="provisional warning sent")
-    unrecorded: list[HistoryEntry] = Field(default_factory=list, description="notes carried to the next run")
-    # the case's parties and a copy of their operators, refreshed by every step and by signal
-    # `registry_changed`: an unauthorized update is refused before it is accepted
-    parties: list[str] = Field(default_factory=list)
-    operators: dict[str, OperatorGrant] = Field(default_factory=dict)
-    # runs started before the kernel (LEGACY_PROVISIONAL)
-    legacy_pending: bool = False
-    legacy_warned: bool = False
 
 
 @dataclass(frozen=True)
@@ -258,10 +236,14 @@ class Case:
                    f"cannot {what_en} a {noun_en} in stage {self.s.stage}")
         if self.v2 and self.s.operators:
             grant = self.s.operators.get(action.operator)
-            reason = refusal(operator=action.operator, agency=action.agency, action=name.value,
-                             party=grant.party if grant else None, roles=grant.roles if grant else None,
-                             active=bool(grant and grant.active))
+            if grant is None:  # not in the registry, or an operator of none of the case's parties
+                reason = (f"操作人 {action.operator} 不是{agency_name(action.agency)}的登记操作人 / "
+                          f"operator {action.operator!r} is not a registered operator of {action.agency}")
+            else:
+                reason = refusal(operator=action.operator, agency=action.agency, action=name.value,
+                                 party=grant.party, roles=grant.roles, active=grant.active)
             if reason is not None:
+                workflow.logger.warning("update refused before acceptance: %s", reason)
                 raise ApplicationError(reason, type="Unauthorized", non_retryable=True)
 
     @contextlib.asynccontextmanager

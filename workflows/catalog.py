@@ -10,9 +10,10 @@ from workflows.assessment import AnnualAssessment
 from workflows.callback_delivery import CallbackDelivery
 from workflows.clue_digest import MonthlyClueDigest
 from workflows.clue_transfer import ClueTransfer
+from workflows.ledger_anchor import LedgerAnchor
 from workflows.rectification import Rectification
 from workflows.risk_scan import RiskScan
 from workflows.unit_inspection import UnitInspection
 
 ALL_WORKFLOWS: list[type] = [ClueTransfer, MonthlyClueDigest, Rectification, CallbackDelivery,
-                             AnnualInspectionRound, UnitInspection, RiskScan, AnnualAssessment]
+                             AnnualInspectionRound, UnitInspection, RiskScan, AnnualAssessment, LedgerAnchor]

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         Acknowledge,
         ClueResult,
         ClueStart,
+        ClueState,
         ClueStatus,
         Importance,
         ReportResult,
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.ledger import ClueSnapshot, LedgerEvent, RecordClue
 
 from workflows import calls
-from workflows.case import SYSTEM, Case, CaseState, Notice, agency_name, refuse
+from workflows.case import SYSTEM, Case, Notice, agency_name, refuse
 from workflows.duty import view, watch
 from workflows.escalation import open_discipline_clue
 from workflows.inputs import require
@@ -50,13 +51,6 @@ from workflows.special import open_special_inspection
 
 OPEN_STAGES = (Stage.REGISTERED, Stage.TRANSFERRED, Stage.HANDLING)
 STAGE_DEADLINE = {Stage.REGISTERED: "transfer", Stage.TRANSFERRED: "acknowledge", Stage.HANDLING: "handling"}
-
-
-class ClueState(CaseState):
-    stage: Stage = Stage.REGISTERED
-    outcome: ReportResult | None = None
-    escalations: int = 0
-    missed: int = 0
 
 
 @workflow.defn(name="ClueTransfer", failure_exception_types=[ValidationError])

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RecordLookback,
         RectificationResult,
         RectificationStart,
+        RectificationState,
         RectificationStatus,
         Review,
         Stage,
@@ -42,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows import calls
-from workflows.case import SYSTEM, Case, CaseState, Notice, refuse
+from workflows.case import SYSTEM, Case, Notice, refuse
 from workflows.duty import CHINA, view, watch
 from workflows.escalation import open_discipline_clue
 from workflows.inputs import require
@@ -51,16 +52,6 @@ from workflows.special import open_special_inspection
 # Who may review and record look-backs: the inspection team (督察组).
 INSPECTION_TEAM = ("law_office", "coordination_group", "justice")
 DEADLINE = "rectification"
-
-
-class RectificationState(CaseState):
-    stage: Stage = Stage.RECTIFYING
-    missed: int = 0
-    reopened: int = 0
-    extensions: int = 0
-    escalated: bool = False
-    carried_over: int = 0
-    lookback_due_at: datetime | None = None
 
 
 @workflow.defn(name="Rectification", failure_exception_types=[ValidationError])

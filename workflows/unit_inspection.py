@@ -24,7 +24,7 @@ from temporalio import workflow
 from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import Field, ValidationError
+    from pydantic import ValidationError
 
     from rules.deadline_steps import DeadlineState, Step
     from rules.permissions import Action
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         InspectionProgress,
         InspectionResult,
         InspectionSnapshot,
+        InspectionState,
         InspectionStatus,
         IssueFeedback,
         Kind,
@@ -64,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import calls
 from workflows.annual_round import AnnualInspectionRound
-from workflows.case import SYSTEM, Case, CaseState, Notice, agency_name, refuse
+from workflows.case import SYSTEM, Case, Notice, agency_name, refuse
 from workflows.duty import view, watch
 from workflows.escalation import transfer_misconduct_clue
 from workflows.inputs import require
@@ -83,14 +84,6 @@ def short_id(workflow_id: str) -> str:
     if len(s) > 34:
         s = f"{s[:21].rstrip('-_')}-{hashlib.sha1(workflow_id.encode()).hexdigest()[:12]}"
     return s
-
-
-class InspectionState(CaseState):
-    stage: Stage = Stage.SELF_INSPECTION
-    methods: list[MethodView] = Field(default_factory=list)
-    findings: list[FindingRow] = Field(default_factory=list)
-    evaluation: EvaluationView | None = None
-    self_missed: bool = False
 
 
 @workflow.defn(name="UnitInspection", failure_exception_types=[ValidationError])

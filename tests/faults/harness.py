@@ -48,15 +48,19 @@ from temporalio.service import RPCError
 
 from activities.calendar import CalendarActivities
 from activities.registry import RegistryStore
+from config.chain_key import ChainKey
 from config.settings import PROJECT_ROOT, Settings
 from config.yaml_file import load_yaml_model
+from schemas import ids
 from schemas.callbacks import AttemptResult, DeliveryInput, DeliveryOutput
-from schemas.clue import ClueResult, ClueStart
-from schemas.rectification import RectificationResult, RectificationStart
+from schemas.clue import ClueStart
+from schemas.rectification import RectificationStart
 from schemas.registry import RegistryFile
 from workers.db import create_pool
 from workers.embedded import EmbeddedPostgres, TemporalDevServer, free_port
 from workers.migrate import migrate_dsn
+from workflows.clue_transfer import ClueTransfer
+from workflows.rectification import Rectification
 
 from ..support import run_cli
 from .receiver import HANG, Answer, FaultReceiver
@@ -229,7 +233,7 @@ class FaultStack:
         async def go() -> None:
             try:
                 await self.client.start_workflow(
-                    case.workflow_type, case.start, id=case.workflow_id, task_queue=self.task_queue,
+                    case.workflow.run, case.start, id=case.workflow_id, task_queue=self.task_queue,
                     rpc_timeout=timedelta(seconds=RPC_SECONDS))
             except WorkflowAlreadyStartedError:
                 self.stats["starts found already done"] += 1
@@ -239,27 +243,27 @@ class FaultStack:
     async def stage(self, case: Case) -> str:
         handle = self.client.get_workflow_handle(case.workflow_id)
         status = await self._retry(f"query {case.workflow_id}", lambda: handle.query(
-            "status", rpc_timeout=timedelta(seconds=RPC_SECONDS)))
-        return status["stage"]
+            case.workflow.status, rpc_timeout=timedelta(seconds=RPC_SECONDS)))
+        return str(status.stage)
 
     async def act(self, case: Case, action: Action) -> None:
         """One operator action, idempotently: the same update id on every try, and a refusal
         because the workflow is already past the action's stage counts as done."""
         handle = self.client.get_workflow_handle(case.workflow_id)
-        update_id = f"{action.update}-{case.workflow_id}"
+        update_id = f"{action.name}-{case.workflow_id}"
         try:
-            await self._retry(f"{action.update} {case.workflow_id}", lambda: handle.execute_update(
+            await self._retry(f"{action.name} {case.workflow_id}", lambda: handle.execute_update(
                 action.update, action.arg, id=update_id, rpc_timeout=timedelta(seconds=RPC_SECONDS)))
         except WorkflowUpdateFailedError as exc:
             now = await self.stage(case)
             if case.stages.index(now) >= case.stages.index(action.reaches):
                 self.stats["updates found already applied"] += 1
                 return
-            raise AssertionError(f"{case.workflow_id}: {action.update} refused in stage {now}: "
+            raise AssertionError(f"{case.workflow_id}: {action.name} refused in stage {now}: "
                                  f"{exc.cause}") from exc
 
     async def result(self, case: Case) -> BaseModel:
-        handle = self.client.get_workflow_handle(case.workflow_id, result_type=case.result_type)
+        handle = self.client.get_workflow_handle_for(case.workflow.run, case.workflow_id)
         return await self._retry(f"result {case.workflow_id}", lambda: handle.result(
             rpc_timeout=timedelta(seconds=RPC_SECONDS)))
 
@@ -305,6 +309,8 @@ async def fault_stack(root: Path) -> AsyncIterator[FaultStack]:
             "DUCHA_CALLBACK_RETRY_SCHEDULE": json.dumps(SCHEDULE),
             "DUCHA_CALLBACK_TIMEOUT_SECONDS": str(CALLBACK_TIMEOUT_SECONDS),
             "DUCHA_DATA_DIR": str(data_dir),  # no payload key from a developer's .data
+            # the audit chains' key of this session (tests/conftest.py), or one of this stack's
+            "DUCHA_LEDGER_CHAIN_KEY": os.environ.get("DUCHA_LEDGER_CHAIN_KEY") or ChainKey.generate().to_base64(),
             "DUCHA_LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
         })
@@ -333,31 +339,30 @@ def _drop_pg_dir(pg_root: Path, keep_log_in: Path) -> None:
 
 @dataclass
 class Action:
-    update: str
+    update: Callable[..., Awaitable[BaseModel]]  # the workflow class's update method
     arg: dict
     reaches: str  # the stage the workflow is in once the action is done
+
+    @property
+    def name(self) -> str:
+        return self.update.__name__
 
 
 @dataclass
 class Case:
     kind: str  # "clue" or "rectification" (ledger_events.subject_kind)
     number: str  # clue_no / problem_no (ledger_events.subject_id)
-    workflow_type: str
+    workflow: type[ClueTransfer] | type[Rectification]
     start: BaseModel
     actions: list[Action]
     stages: list[str]  # in order
     events: list[str]  # the ledger timeline, calendar.provisional left out
     recipients: dict[str, set[str]]  # ledger event -> callback recipients
-    result_type: type[BaseModel]
     outcome: dict  # fields the result must have
 
     @property
     def workflow_id(self) -> str:
-        return f"{self.kind}-{self.number}"
-
-    @property
-    def workflow_prefix(self) -> str:
-        return f"{self.kind}-"
+        return ids.clue(self.number) if self.kind == "clue" else ids.rectification(self.number)
 
 
 CLUE_ROUTES = [
@@ -383,18 +388,17 @@ def clue_case(tag: str, i: int) -> Case:
         reported_by=source_op))
     law = "law_office"
     return Case(
-        kind="clue", number=start.clue_no, workflow_type="ClueTransfer", start=start,
+        kind="clue", number=start.clue_no, workflow=ClueTransfer, start=start,
         actions=[
-            Action("transfer", {"operator": source_op, "agency": source, "note": "已移送"}, "transferred"),
-            Action("acknowledge", {"operator": target_op, "agency": target}, "handling"),
-            Action("report_result", {"operator": target_op, "agency": target, "outcome": outcome,
+            Action(ClueTransfer.transfer, {"operator": source_op, "agency": source, "note": "已移送"}, "transferred"),
+            Action(ClueTransfer.acknowledge, {"operator": target_op, "agency": target}, "handling"),
+            Action(ClueTransfer.report_result, {"operator": target_op, "agency": target, "outcome": outcome,
                                      "summary": "核查完毕"}, "concluded"),
         ],
         stages=["registered", "transferred", "handling", "concluded"],
         events=["registered", "transferred", "acknowledged", "concluded"],
         recipients={"registered": {source}, "transferred": {target, law}, "acknowledged": {source},
                     "concluded": {source, law}, "calendar.provisional": {law}},
-        result_type=ClueResult,
         outcome={"stage": "concluded", "outcome": outcome, "escalations": 0},
     )
 
@@ -407,18 +411,17 @@ def rectification_case(tag: str, i: int) -> Case:
         due_in_working_days=20, lookback_after_days=90, issued_by="李娜"))
     law = "law_office"
     return Case(
-        kind="rectification", number=start.problem_no, workflow_type="Rectification", start=start,
+        kind="rectification", number=start.problem_no, workflow=Rectification, start=start,
         actions=[
-            Action("submit_report", {"operator": unit_op, "agency": unit, "measures": "已整改到位"}, "reported"),
-            Action("review", {"operator": "李娜", "agency": law, "decision": "accept"}, "accepted"),
-            Action("record_lookback", {"operator": "李娜", "agency": law, "result": "pass",
+            Action(Rectification.submit_report, {"operator": unit_op, "agency": unit, "measures": "已整改到位"}, "reported"),
+            Action(Rectification.review, {"operator": "李娜", "agency": law, "decision": "accept"}, "accepted"),
+            Action(Rectification.record_lookback, {"operator": "李娜", "agency": law, "result": "pass",
                                        "findings": "回头看未见反弹"}, "closed"),
         ],
         stages=["rectifying", "reported", "accepted", "lookback", "closed"],
         events=["required", "reported", "accepted", "closed"],
         recipients={"required": {unit, law}, "reported": {law}, "accepted": {unit, law},
                     "closed": {unit, law}, "calendar.provisional": {law}},
-        result_type=RectificationResult,
         outcome={"stage": "closed", "reopened": 0, "escalated": False, "carried_over": 0},
     )
 

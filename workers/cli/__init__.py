@@ -65,7 +65,7 @@ def migrate() -> None:
 
     s = settings()
     try:
-        applied = run(lambda: migrate_dsn(s.postgres_url))
+        applied = run(lambda: migrate_dsn(s.owner_url, app_role=s.app_role))
     except (OSError, asyncpg.PostgresError) as exc:
         fail(f"迁移失败 / migration failed: {exc}")
     typer.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")

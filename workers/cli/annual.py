@@ -22,6 +22,8 @@ from workers.cli.common import db_pool, fail, run, settings
 ARCHIVE_FORMAT = "fazhi-ducha-archive/1"
 MANIFEST = "manifest.json"
 REPORT_HTML = "report.html"
+REPORT_DOCX = "report.docx"
+REPORT_XLSX = "tables.xlsx"
 
 report_app = typer.Typer(help="报告 / reports", no_args_is_help=True)
 
@@ -52,19 +54,67 @@ async def _report_data(year: int) -> AnnualReportData:
         return await AnnualReport(pool, s.zone).build(year)
 
 
+FORMATS = ("html", "docx", "xlsx")
+
+
 @report_app.command("annual")
 def annual(
     year: int = typer.Argument(..., help="the year, e.g. 2026"),
     out: Path = typer.Option(..., help="output directory (created)"),
+    formats: list[str] = typer.Option(["html"], "--format",
+                                      help="html (report.html + data.json + CSVs), docx (report.docx, a numbered "
+                                           "公文 with its charts), xlsx (tables.xlsx); repeatable"),
+    signer: str = typer.Option("", help="docx: 签发人 of the report (a 上行文 to the county committee)"),
 ) -> None:
     """年度验收报告: coverage, problems, rectification funnel, clue deadlines, scores, level by level."""
     _check_year(year)
-    data = run(lambda: _report_data(year))
-    paths = write_report(data, out)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        fail(f"--format: 只能是 {' | '.join(FORMATS)} / must be one of {', '.join(FORMATS)}, not {bad[0]!r}")
+    if "docx" in formats:
+        data, doc_no = run(lambda: _report_docx(year, out / REPORT_DOCX, signer))
+    else:
+        data, doc_no = run(lambda: _report_data(year)), None
+    paths = write_report(data, out) if "html" in formats else []
+    if "docx" in formats:
+        paths.append(out / REPORT_DOCX)
+    if "xlsx" in formats:
+        from documents import annual as annual_doc
+        from documents.files import staged
+
+        with staged(out / REPORT_XLSX) as tmp:
+            annual_doc.write_xlsx(data, tmp, settings().zone)
+        paths.append(out / REPORT_XLSX)
     t = data.totals
-    typer.echo(f"{out / REPORT_HTML}\n{len(paths)} 个文件 / files in {out}")
+    typer.echo("\n".join(str(p) for p in paths if p.suffix in (".html", ".docx", ".xlsx"))
+               + f"\n{len(paths)} 个文件 / files in {out}" + (f"；文号 {doc_no}" if doc_no else ""))
     typer.echo(f"{year} 年度：执法单位 {t.units}，覆盖 {t.covered}；问题 {t.problems}，销号 {t.closed}，"
                f"升级 {t.escalated}；线索 {t.clues}；考核 {t.assessed} 个单位")
+
+
+async def _report_docx(year: int, path: Path, signer: str) -> tuple[AnnualReportData, str]:
+    """The report's data and the report as a numbered 公文 (its 文号 taken, or kept, in the same
+    transaction that records the file)."""
+    from documents import annual as annual_doc
+    from documents.charts import ChartError
+    from documents.context import letterhead, today
+    from documents.files import staged
+    from documents.numbering import DocumentNumbers
+
+    s = settings()
+    async with db_pool(s) as pool:
+        data = await AnnualReport(pool, s.zone).build(year)
+        head = await letterhead(pool, s.document_issuer)
+        with staged(path) as tmp:  # renamed over `path` after the number is committed
+            async with DocumentNumbers(pool).issue(prefix=s.document_prefix, kind="annual_report", subject=str(year),
+                                                   title=annual_doc.title(data), issued_on=today(s.zone)) as num:
+                try:
+                    content = annual_doc.render(data, head, num.doc_no, num.issued_on, signer)
+                except ChartError as exc:
+                    fail(str(exc))
+                tmp.write_bytes(content)
+                await num.written(hashlib.sha256(content).hexdigest())
+    return data, num.doc_no
 
 
 # --- the archive ---------------------------------------------------------------------------------
@@ -90,8 +140,9 @@ def sha256(data: bytes) -> str:
 
 
 def build_archive(year: int, county: str, records: dict[str, list[dict]], report: dict[str, bytes],
-                  out: Path) -> dict:
-    """Write the zip (atomically) and return its manifest."""
+                  out: Path, anchor: dict | None = None) -> dict:
+    """Write the zip (atomically) and return its manifest. `anchor`: the audit chains' heads when
+    the archive was made (schemas/anchor.py), which `ducha audit verify --manifest` compares."""
     files: dict[str, bytes] = {f"records/{kind}.jsonl": jsonl(rows) for kind, rows in records.items()}
     files.update({f"report/{name}": content for name, content in report.items()})
     manifest = {
@@ -102,6 +153,8 @@ def build_archive(year: int, county: str, records: dict[str, list[dict]], report
                    "rows": len(records[name[8:-6]]) if name.startswith("records/") else None}
                   for name, content in files.items()],
     }
+    if anchor is not None:
+        manifest["audit_anchor"] = anchor
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
@@ -191,19 +244,24 @@ def archive(
 
     async def go():
         async with db_pool(s) as pool:
+            from activities.ledger import read_anchor
             from activities.registry import RegistryStore
 
             county = await RegistryStore(pool).county_name()
             records = await YearRecords(pool).collect(year)
             data = await AnnualReport(pool, s.zone).build(year)
-            return county, records, data
+            anchor = await read_anchor(pool)  # after the records: a head at least as new as they are
+            return county, records, data, anchor.model_dump(mode="json")
 
-    county, records, data = run(go)
+    county, records, data, anchor = run(go)
     with tempfile.TemporaryDirectory() as tmp:
         write_report(data, Path(tmp))
         report = {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir())}
-    manifest = build_archive(year, county, records, report, out)
+    manifest = build_archive(year, county, records, report, out, anchor)
     digest = sha256(out.read_bytes())
     typer.echo(f"{out}\n{len(manifest['files'])} 个文件，"
                + "，".join(f"{k} {n}" for k, n in manifest["counts"].items() if n))
     typer.echo(f"zip SHA-256 {digest}（请登记在档案目录中 / record it in the archive register）")
+    ledger = anchor["heads"][0]
+    typer.echo(f"台账链头 / ledger chain head: id {ledger['last_id']}, {ledger['rows']} 条 "
+               f"(`ducha audit verify --manifest {out}`)")

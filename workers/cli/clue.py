@@ -10,10 +10,12 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from schemas import ids
 from schemas.clue import Channel, ClueStart, ClueStatus, Importance, Route
 from schemas.codes import AgencyCode
 from workers.cli.common import db_pool, fail, run, settings
 from workers.client import connect
+from workflows.clue_transfer import ClueTransfer
 
 app = typer.Typer(help="线索移送 / clue transfer", no_args_is_help=True)
 
@@ -57,13 +59,13 @@ def new(
             fail("输入无效 / invalid input: " + "; ".join(e["msg"] for e in exc.errors()))
         client = await connect(s)
         await client.start_workflow(
-            "ClueTransfer", start, id=f"clue-{clue_no}", task_queue=s.task_queue,
+            ClueTransfer.run, start, id=ids.clue(clue_no), task_queue=s.task_queue,
             static_summary=f"线索 {clue_no}：{source.value} → {start.target.value}（{importance.value}）",
         )
         return clue_no
 
     clue_no = run(go)
-    typer.echo(f"clue-{clue_no}")
+    typer.echo(ids.clue(clue_no))
 
 
 @app.command("show")
@@ -73,11 +75,11 @@ def show(clue_no: str, as_json: bool = typer.Option(False, "--json")) -> None:
 
     async def go() -> ClueStatus:
         client = await connect(s)
-        handle = client.get_workflow_handle(f"clue-{clue_no}")
+        handle = client.get_workflow_handle(ids.clue(clue_no))
         try:
-            return await handle.query("status", result_type=ClueStatus)
+            return await handle.query(ClueTransfer.status)
         except (RPCError, WorkflowQueryFailedError) as exc:
-            fail(f"找不到线索 / no such clue clue-{clue_no}: {exc}")
+            fail(f"找不到线索 / no such clue {ids.clue(clue_no)}: {exc}")
 
     status = run(go)
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.inspections import InspectionActivities
+from schemas import ids
 from schemas.codes import AgencyCode
 from schemas.inspection import (
     InspectionStatus,
@@ -24,6 +26,8 @@ from schemas.inspection import (
 from schemas.round import Coverage
 from workers.cli.common import db_pool, fail, run, settings
 from workers.client import connect
+from workflows.annual_round import AnnualInspectionRound
+from workflows.unit_inspection import UnitInspection
 
 app = typer.Typer(help="督察 / unit inspections and the yearly round", no_args_is_help=True)
 CHINA = timezone(timedelta(hours=8))
@@ -58,12 +62,11 @@ def start(
                     return slot.workflow_id, False
                 candidates = [slot.workflow_id]
             else:
-                base = f"inspection-{year}-{kind.value}-{unit}"
-                candidates = [base] + [f"{base}-{n}" for n in range(2, 100)]
+                candidates = [ids.inspection(year, kind, unit, n) for n in range(1, 100)]
             for wid in candidates:
                 try:
                     await client.start_workflow(
-                        "UnitInspection", inp, id=wid, task_queue=s.task_queue,
+                        UnitInspection.run, inp, id=wid, task_queue=s.task_queue,
                         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                         static_summary=f"{kind.value} 督察 {unit}（{trigger.value}）")
                     return wid, True
@@ -84,7 +87,7 @@ def show(workflow_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
     async def go() -> InspectionStatus:
         client = await connect(s)
         try:
-            return await client.get_workflow_handle(workflow_id).query("status", result_type=InspectionStatus)
+            return await client.get_workflow_handle(workflow_id).query(UnitInspection.status)
         except (RPCError, WorkflowQueryFailedError) as exc:
             fail(f"找不到督察 / no such inspection {workflow_id}: {exc}")
 
@@ -106,6 +109,43 @@ def show(workflow_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
         typer.echo(f"  评估 {st.evaluation.score:g} 分 {st.evaluation.grade.value}")
 
 
+@app.command("notice")
+def notice(
+    workflow_id: str = typer.Argument(..., metavar="ID", help="the inspection's workflow id"),
+    out: Path = typer.Option(..., help="the .docx to write"),
+) -> None:
+    """问题反馈及整改通知书: the inspection's findings and rectification deadlines as a numbered
+    公文 (.docx, GB/T 9704) to the inspected unit; written again it keeps its 文号."""
+    import hashlib
+
+    from documents import notice as notice_doc
+    from documents.context import letterhead, today
+    from documents.files import staged
+    from documents.numbering import DocumentNumbers
+
+    if out.suffix.lower() != ".docx":
+        fail(f"--out: 文件名须以 .docx 结尾 / the file must end in .docx, not {out.name}")
+    s = settings()
+
+    async def go() -> tuple[str, bool, notice_doc.NoticeData]:
+        async with db_pool(s) as pool:
+            try:
+                data = await notice_doc.load(pool, workflow_id, s.zone)
+            except notice_doc.NotReady as exc:
+                fail(str(exc))
+            head = await letterhead(pool, s.document_issuer)
+            with staged(out) as tmp:  # renamed over `out` after the number is committed
+                async with DocumentNumbers(pool).issue(prefix=s.document_prefix, kind="notice", subject=workflow_id,
+                                                       title=notice_doc.title(data), issued_on=today(s.zone)) as num:
+                    content = notice_doc.render(data, head, num.doc_no, num.issued_on)
+                    tmp.write_bytes(content)
+                    await num.written(hashlib.sha256(content).hexdigest())
+            return num.doc_no, num.reused, data
+
+    doc_no, reused, data = run(go)
+    typer.echo(f"{out}\n{doc_no}{'（沿用原文号）' if reused else ''}：{data.unit_name} 问题 {len(data.findings)} 个")
+
+
 @app.command("coverage")
 def coverage(year: int, as_json: bool = typer.Option(False, "--json"),
              workflow_id: str = typer.Option(None, help="default annual-inspection-{year}")) -> None:
@@ -114,9 +154,9 @@ def coverage(year: int, as_json: bool = typer.Option(False, "--json"),
 
     async def go() -> Coverage:
         client = await connect(s)
-        wid = workflow_id or f"annual-inspection-{year}"
+        wid = workflow_id or ids.annual_round(year)
         try:
-            return await client.get_workflow_handle(wid).query("coverage", result_type=Coverage)
+            return await client.get_workflow_handle(wid).query(AnnualInspectionRound.coverage)
         except (RPCError, WorkflowQueryFailedError) as exc:
             fail(f"找不到年度督察 / no round {wid}: {exc}")
 
