@@ -23,7 +23,7 @@ test: $(STAMP)
 faults: $(STAMP)
 	$(VENV)/bin/pytest -m faults -s tests/faults --ignore=tests/faults/test_soak.py
 
-# The goal-scale fault run (docs/reliability.md): about 25 minutes on 2 cores.
+# The goal-scale fault run (docs/reliability.md): 10-16 minutes on 2 cores.
 soak: $(STAMP)
 	$(VENV)/bin/pytest -m faults -s tests/faults/test_soak.py
 

@@ -7,7 +7,7 @@ Cases do not all start at once: case i starts once the chaos has made its share 
 steps, deliveries and their retry timers are in flight from the first kill to the last. At each
 kill the test records what was in flight (operator actions awaiting their update, cases open,
 deliveries pending, deliveries waiting a retry timer in a CallbackDelivery workflow).
-Not part of `make test` or `make faults`: about 25 minutes on 2 cores."""
+Not part of `make test` or `make faults`: 10–16 minutes on 2 cores (docs/reliability.md)."""
 
 from __future__ import annotations
 
