@@ -1,6 +1,6 @@
 """Part 3, ledger queries at scale: 1,000,000 rectifications (with their ledger_events timelines)
 and 100,000 clues, written with COPY into the real migrated schema, then ANALYZE; then each
-operator query is timed through the product's own code where it has one (activities/reports.py
+operator query is timed through the product's own code where it has one (reports/ledger.py
 Reports.page and Reports.bulletin, which `ducha ledger` and `ducha bulletin` call, with
 rules/bulletin.py rendering; ledger.routine_clues_due) and EXPLAIN (ANALYZE, BUFFERS) is captured
 for every SQL statement it runs.

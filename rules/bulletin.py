@@ -1,5 +1,5 @@
 """督察情况通报: the bulletin's content, assembled from the ledger's aggregates and its list of
-problems (activities/reports.py Reports.bulletin runs the SQL), and rendered as Markdown or
+problems (reports/ledger.py Reports.bulletin runs the SQL), and rendered as Markdown or
 self-contained HTML."""
 
 from __future__ import annotations

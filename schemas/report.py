@@ -1,5 +1,5 @@
 """The yearly acceptance report (年度验收报告): every number in it, read from the ledger by
-activities/annual_report.py and rendered by rules/annual_report.py (HTML, CSV, JSON)."""
+reports/annual.py and rendered by rules/annual_report.py (HTML, CSV, JSON)."""
 
 from __future__ import annotations
 
