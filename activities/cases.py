@@ -58,11 +58,13 @@ class CaseActivities:
                         for e in req.events:
                             e.data["identity_verified"] = False
                     if reason is None:
+                        # The outbox first: the chained appends (which lock the chains' heads until
+                        # the commit) come last, so steps of other cases wait for them briefly.
+                        if req.notify is not None:
+                            await self.callbacks.write_outbox(conn, req.notify)
                         recorded = await self._write(conn, req)
                         if req.authorization is not None:
                             await log_authorization(conn, self.chain, req.authorization, None)
-                        if req.notify is not None:
-                            await self.callbacks.write_outbox(conn, req.notify)
             if reason is not None:
                 # The refusal is on record (its own row); the step wrote nothing.
                 await log_authorization(conn, self.chain, req.authorization, reason)

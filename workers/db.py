@@ -17,8 +17,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """On release asyncpg always rolls back an open transaction and drops listeners; its default
+    reset then also runs RESET ALL / UNLISTEN / CLOSE ALL / pg_advisory_unlock_all, one more round
+    trip per release. The service sets no session state (its advisory locks are transaction-scoped),
+    so that query is skipped."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+                                     reset=_keep_session)
     assert pool is not None
     return pool
 
