@@ -269,7 +269,7 @@ def banner(s: Settings) -> str:
         "    # 移送一条线索: a clue from the court, workflow clue-<number> (watch it in the Web UI)",
         f"    {bin_} clue new --route to_law_office --source court --channel judgment_enforcement \\",
         f"        --importance routine --discovered-on {today} --unit market_regulation \\",
-        "        --title 测试线索 --reported-by 张三",
+        "        --title 测试线索 --reported-by 杨帆",
         "    # 回调: a signed ping to the court's endpoint, the demo receiver",
         f"    DUCHA_CALLBACK_ALLOWLIST=127.0.0.1 {bin_} callbacks test court",
         "",
