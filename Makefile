@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -m "not faults"
 
 faults: $(STAMP)
-	$(VENV)/bin/pytest -m faults -s tests/faults --ignore=tests/faults/test_soak.py
+	$(VENV)/bin/pytest -m faults -s tests/faults tests/test_refused_updates.py --ignore=tests/faults/test_soak.py
 
 # The goal-scale fault run (docs/reliability.md): 10-16 minutes on 2 cores.
 soak: $(STAMP)

@@ -38,7 +38,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.stack import CpuMeter, Stack, WorkerProcess, say, stack
+from schemas import ids
 from workers.embedded import temporal_cli_path
+from workflows.annual_round import AnnualInspectionRound
 from workflows.search_attributes import ALL_KEYS
 
 CHINA = timezone(timedelta(hours=8))
@@ -163,7 +165,7 @@ async def _sample_in_progress(handle: WorkflowHandle, samples: list[tuple], mete
     t0 = perf_counter()
     while True:
         with contextlib.suppress(Exception):
-            cov = await handle.query("coverage")
+            cov = await handle.query(AnnualInspectionRound.coverage)
             cpu = meter._read() if meter is not None else {}
             samples.append((perf_counter() - t0, cov["in_progress"], cov["completed"], cpu))
         running = any(x[1] or x[2] for x in samples[-1:])
@@ -227,12 +229,12 @@ async def one_scale(st: Stack, units: int, year: int, timeout: float, server: st
                   "stand_in": "seconds" if server == "dev" else "days"}
         worker = await WorkerProcess(st, config).start()
         meter = CpuMeter(st, worker, test_server_pid)
-        wid = f"annual-inspection-{year}"
+        wid = ids.annual_round(year)
         samples: list[tuple] = []
         try:
             meter.start()
             t0 = perf_counter()
-            handle = await client.start_workflow("AnnualInspectionRound", round_input(server, year),
+            handle = await client.start_workflow(AnnualInspectionRound.run, round_input(server, year),
                                                  id=wid, task_queue=tq)
             sampler = asyncio.ensure_future(_sample_in_progress(handle, samples, meter))
             error = None
@@ -256,7 +258,7 @@ async def one_scale(st: Stack, units: int, year: int, timeout: float, server: st
         for code in await st.pool.fetch("SELECT code FROM parties WHERE kind = 'unit' AND active "
                                         "ORDER BY code LIMIT 3"):
             with contextlib.suppress(Exception):
-                h = await client.get_workflow_handle(f"inspection-{year}-routine-{code['code']}").fetch_history()
+                h = await client.get_workflow_handle(ids.inspection(year, "routine", code["code"])).fetch_history()
                 child_events.append(len(h.events))
     completed = result.get("completed") if isinstance(result, dict) else None
     out = {"units": units, "wall": wall, "error": error,

@@ -36,6 +36,7 @@ from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.worker import Replayer, Worker
 
 from config.settings import Settings, SettingsError, load_settings
+from schemas import ids
 from workers.client import data_converter
 from workers.codec import (
     ENCODING,
@@ -54,6 +55,7 @@ from workers.embedded import (
     temporal_cli_path,
     wait_for_port,
 )
+from workflows.clue_transfer import ClueTransfer
 
 from .browser import CHROMIUM, Browser
 
@@ -599,7 +601,7 @@ async def test_raw_history_holds_no_plaintext_while_the_codec_server_reads_it(de
 async def test_clue_transfer_details_never_reach_temporal_in_plain_text(dev_env, pool, db_url, receiver, codec_server):
     from activities import build_activities
     from activities.calendar import CalendarActivities
-    from schemas.clue import ClueStart, ClueStatus
+    from schemas.clue import ClueStart
     from workflows.catalog import ALL_WORKFLOWS
 
     from .conftest import make_settings
@@ -623,11 +625,11 @@ async def test_clue_transfer_details_never_reach_temporal_in_plain_text(dev_env,
         worker = Worker(secure, task_queue=task_queue, workflows=ALL_WORKFLOWS,
                         activities=build_activities(pool, settings, secure, http))
         async with worker:
-            handle = await secure.start_workflow("ClueTransfer", start, id=f"clue-{start.clue_no}",
+            handle = await secure.start_workflow(ClueTransfer.run, start, id=ids.clue(start.clue_no),
                                                  task_queue=task_queue)
-            await handle.signal("add_note", {"operator": "杨帆", "text": note})
+            await handle.signal(ClueTransfer.add_note, {"operator": "杨帆", "text": note})
             for _ in range(100):  # the note is in the status once the signal is processed
-                status = await handle.query("status", result_type=ClueStatus)
+                status = await handle.query(ClueTransfer.status)
                 if status.notes:
                     break
                 await asyncio.sleep(0.1)
@@ -691,7 +693,7 @@ def test_ducha_up_encrypts_and_the_ui_reads_through_its_codec_server(tmp_path):
         marker = f"SECRET-{uuid.uuid4().hex[:8]}"
         title = "执行中发现行政处罚程序违法"
         clue_no = f"E{uuid.uuid4().hex[:8]}"
-        workflow_id = f"clue-{clue_no}"
+        workflow_id = ids.clue(clue_no)
         start = {"clue_no": clue_no, "route": "to_law_office", "source": "court",
                  "channel": "judgment_enforcement", "importance": "important",
                  "discovered_on": china_today().isoformat(), "subject_unit": "market_regulation",
@@ -731,7 +733,7 @@ def test_ducha_up_encrypts_and_the_ui_reads_through_its_codec_server(tmp_path):
         async def status() -> ClueStatus:
             s = Settings(data_dir=data_dir, temporal_address=address, ui_port=ports["ui"])
             client = await connect(s)
-            return await client.get_workflow_handle(workflow_id).query("status", result_type=ClueStatus)
+            return await client.get_workflow_handle(workflow_id).query(ClueTransfer.status)
 
         assert any(h.note == note for h in asyncio.run(status()).history)
 
