@@ -22,6 +22,7 @@ activity per step, and their own provisional-calendar warning rule (`LEGACY_PROV
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
@@ -88,7 +89,7 @@ def refuse(zh: str, en: str) -> None:
     raise ApplicationError(f"{zh} / {en}", type="Rejected", non_retryable=True)
 
 
-class Case:
+class Case(abc.ABC):
     """Base class of the case workflows (not a workflow itself)."""
 
     KIND: ClassVar[CaseKind]
@@ -114,38 +115,38 @@ class Case:
 
     # --- what each process provides ------------------------------------------------------
 
+    @abc.abstractmethod
     def subject(self) -> str:
         """The case's number in Chinese sentences (clue_no, problem_no, the unit)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def current(self) -> DeadlineState | None:
         """The open deadline of the current stage (what the light and DuchaDueAt show)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def responsible(self) -> str | None:
         """Who must act now."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def snapshot_record(self) -> dict:
         """The case's ledger snapshot, as the StepRecord field of its kind."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def notice_data(self) -> dict:
         """The ids every callback of this case carries."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def details(self) -> list[str]:
         """Markdown lines of the Web UI's current details."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def record_legacy(self, event: LedgerEvent, records: dict) -> None:
         """The ledger activity of runs started before the kernel."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def recompute_open_deadlines(self) -> None:
         """After `ducha calendar load`: recompute (`recompute`) the process's provisional
         deadlines and refresh what the UI shows. Called under the lock."""
-        raise NotImplementedError
 
     def due_at(self) -> datetime | None:
         current = self.current()
