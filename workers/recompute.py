@@ -26,15 +26,7 @@ OPEN_PROVISIONAL = """
 
 async def recompute_provisional(pool: asyncpg.Pool, client: Client) -> tuple[int, int]:
     """Signal every open workflow with a provisional deadline; returns (signalled, gone)."""
-    signalled = gone = 0
-    for row in await pool.fetch(OPEN_PROVISIONAL):
-        try:
-            await client.get_workflow_handle(row["workflow_id"]).signal(Case.recompute_deadlines)
-            signalled += 1
-        except RPCError as exc:  # finished or deleted meanwhile: nothing to recompute
-            log.info("workflow not signalled", workflow_id=row["workflow_id"], reason=str(exc))
-            gone += 1
-    return signalled, gone
+    return await _signal_each(pool, client, OPEN_PROVISIONAL, Case.recompute_deadlines)
 
 
 OPEN_CASES = """
@@ -48,10 +40,16 @@ OPEN_CASES = """
 
 async def registry_changed(pool: asyncpg.Pool, client: Client) -> tuple[int, int]:
     """Signal every open case to refresh its copy of the registry; returns (signalled, gone)."""
+    return await _signal_each(pool, client, OPEN_CASES, Case.registry_changed)
+
+
+async def _signal_each(pool: asyncpg.Pool, client: Client, query: str, signal) -> tuple[int, int]:
+    """Send `signal` (no input) to every workflow the query names; one finished or deleted
+    meanwhile is counted as gone."""
     signalled = gone = 0
-    for row in await pool.fetch(OPEN_CASES):
+    for row in await pool.fetch(query):
         try:
-            await client.get_workflow_handle(row["workflow_id"]).signal(Case.registry_changed)
+            await client.get_workflow_handle(row["workflow_id"]).signal(signal)
             signalled += 1
         except RPCError as exc:
             log.info("workflow not signalled", workflow_id=row["workflow_id"], reason=str(exc))
