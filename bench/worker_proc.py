@@ -2,8 +2,10 @@
 
 config: temporal_address, postgres_url, task_queue, profile_path, and
   mode       "full"   the production worker (workers.worker.build_worker: every workflow and
-                      activity, the same settings and interceptors), plus, when baseline_task_queue
-                      is given, a second worker with the bare baseline (bench.baseline) on it;
+                      activity, the same settings, interceptors and workflow runner), plus, when
+                      baseline_task_queue is given, the bare baseline (bench.baseline) on it with
+                      the SDK's default (sandboxed) runner and on `<baseline_task_queue>-same`
+                      with the production worker's runner;
              "fanout" AnnualInspectionRound and CallbackDelivery with real activities, and the
                       scaled-down UnitInspection of the round's own scale test
                       (tests/fast_inspection.py) for the unit inspections: days long, or
@@ -75,9 +77,15 @@ async def main(cfg: dict) -> None:
             workers.append(build_worker(client, pool, settings, http, task_queue=cfg["task_queue"]))
             if cfg.get("baseline_task_queue"):
                 from bench.baseline import BenchBaseline, noop
+                from workers.worker import workflow_runner
 
+                # The bare baseline as the SDK's samples run it (the default, sandboxed runner) ...
                 workers.append(Worker(client, task_queue=cfg["baseline_task_queue"],
                                       workflows=[BenchBaseline], activities=[noop], **same_settings()))
+                # ... and on the production worker's runner (the same-runner baseline and the mirror).
+                workers.append(Worker(client, task_queue=cfg["baseline_task_queue"] + "-same",
+                                      workflows=[BenchBaseline], activities=[noop],
+                                      **same_settings(workflow_runner=workflow_runner(settings))))
         elif cfg["mode"] == "fanout":
             from tests.fast_inspection import FastUnitInspection, SecondsUnitInspection
             from workflows.annual_round import AnnualInspectionRound

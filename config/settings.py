@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # Workflow tasks run on the GIL: more at once than a process can finish within the 10 s
     # workflow-task timeout only makes all of them late (docs/benchmarks.md, "worker settings").
     max_concurrent_workflow_tasks: int = Field(10, ge=2)
+    # The service's workers run workflow code without the SDK's per-run sandbox (it costs more
+    # than the rest of this layer together: docs/benchmarks.md, "the sandbox"); every test worker
+    # and every replay runs it inside the sandbox. true runs the service's workers sandboxed too.
+    workflow_sandbox: bool = False
     # Demo stack
     receiver_port: int = Field(8789, ge=1, le=65535)
     codec_port: int = Field(8790, ge=1, le=65535)

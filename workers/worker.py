@@ -11,7 +11,8 @@ from datetime import timedelta
 import asyncpg
 import structlog
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities import build_activities
 from activities.callbacks import make_http_client
@@ -23,6 +24,20 @@ from workers.log_context import LogContextInterceptor
 from workflows.catalog import ALL_WORKFLOWS
 
 log = structlog.get_logger(__name__)
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """How the service's worker runs workflow code.
+
+    By default without the SDK's sandbox: for a case workflow it re-imports the workflow's modules
+    for every new run and re-enters itself for every activation and every payload, which costs a
+    lifecycle more worker CPU than this layer's own work (docs/benchmarks.md, "the sandbox"). The
+    sandbox still checks every line of workflow code where it can catch a mistake before it runs
+    here: every test worker (tests/conftest.py) and every replay (tests/test_replay_fixtures.py) use the
+    sandboxed runner, tests/test_workflow_runner.py refuses clock, random, I/O and environment calls
+    in workflows/ and shows that running cases unsandboxed leaves no shared state changed.
+    DUCHA_WORKFLOW_SANDBOX=true runs the service sandboxed as well."""
+    return SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
 
 
 def build_worker(
@@ -40,6 +55,7 @@ def build_worker(
         workflows=ALL_WORKFLOWS,
         activities=activities if activities is not None else build_activities(pool, settings, client, http),
         interceptors=[LogContextInterceptor()],
+        workflow_runner=workflow_runner(settings),
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
