@@ -47,6 +47,7 @@ async def test_clue_new_names_the_workflow_and_show_reads_it(env, db_url):
     assert ids.kind_of(wid) == "clue" and wid == ids.clue(f"{today.year}-0001")
     status = await shown(["clue", "show", wid.removeprefix(ids.CLUE)], e)
     assert (status["clue_no"], status["stage"], status["source"]) == (f"{today.year}-0001", "registered", "court")
+    assert (await shown(["clue", "show", wid], e))["clue_no"] == f"{today.year}-0001"  # what `clue new` printed
     code, out, _ = await run_cli("clue", "show", f"{today.year}-0001", env=e)
     assert code == 0 and f"线索 {today.year}-0001" in out
 

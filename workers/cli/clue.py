@@ -70,8 +70,10 @@ def new(
 
 @app.command("show")
 def show(clue_no: str, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Print a clue's stage, deadlines and history."""
+    """Print a clue's stage, deadlines and history (CLUE_NO as `clue new` prints it, clue-2026-0001,
+    or the number alone, 2026-0001)."""
     s = settings()
+    clue_no = clue_no.removeprefix(ids.CLUE)
 
     async def go() -> ClueStatus:
         client = await connect(s)
