@@ -32,10 +32,10 @@ def workflow_runner(settings: Settings) -> WorkflowRunner:
     By default without the SDK's sandbox: for a case workflow it re-imports the workflow's modules
     for every new run and re-enters itself for every activation and every payload, which costs a
     lifecycle more worker CPU than this layer's own work (docs/benchmarks.md, "the sandbox"). The
-    sandbox still checks every line of workflow code where it can catch a mistake before it runs
-    here: every test worker (tests/conftest.py) and every replay (tests/test_replay_fixtures.py) use the
-    sandboxed runner, tests/test_workflow_runner.py refuses clock, random, I/O and environment calls
-    in workflows/ and shows that running cases unsandboxed leaves no shared state changed.
+    sandbox still checks the workflow code where a mistake is caught before it runs here: every
+    test worker (tests/conftest.py) and every replay (tests/test_replay_fixtures.py) use it;
+    tests/test_workflow_runner.py refuses clock, random, I/O and environment calls anywhere in
+    workflows/ and shows that running cases unsandboxed leaves no shared state changed.
     DUCHA_WORKFLOW_SANDBOX=true runs the service sandboxed as well."""
     return SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
 
