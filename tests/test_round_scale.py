@@ -16,6 +16,7 @@ from datetime import timedelta, timezone
 
 import httpx
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -64,11 +65,12 @@ def max_in_flight(histories) -> int:
 
 
 async def sample_in_progress(handle, samples: list[int]) -> None:
-    """Coverage as an operator sees it, every half second while the round runs."""
+    """Coverage as an operator sees it, every half second while the round runs. While the round
+    is still planning, the query answers "try again" (a failed query): the sampler goes on."""
     while True:
         try:
             samples.append((await handle.query(AnnualInspectionRound.coverage)).in_progress)
-        except RPCError:
+        except (RPCError, WorkflowQueryFailedError):
             pass
         await asyncio.sleep(0.5)
 
